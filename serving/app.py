@@ -1,0 +1,105 @@
+"""Ray Serve application: a FastAPI ingress around `VideoGenerator` (the same inference path evaluation uses).
+
+The deployment's `user_config` names the resolved model version (not just `@champion`), so a promotion
+changes the config and Serve calls `reconfigure` in place: the new version is loaded beside the old one and
+the reference swapped only when it is ready, so requests keep being served during the swap.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+import torch
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from reelforge.video import encode_gif, encode_mp4
+
+api = FastAPI(title="reelforge", description="Text-to-video generation from the MLflow champion model.")
+
+CONTENT_TYPES = {"mp4": "video/mp4", "gif": "image/gif"}
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(description="What the video should show.")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    num_frames: int | None = Field(None, description="Frames to generate (default: the model's).")
+    steps: int | None = Field(None, description="Sampling steps (default: the model's).")
+    guidance: float | None = Field(None, description="Classifier-free guidance scale (default: the model's).")
+    format: Literal["mp4", "gif"] = "mp4"
+
+
+@serve.deployment(name="generator")
+@serve.ingress(api)
+class Generator:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.generator = None
+        self.model: dict = {}
+        self.limits: dict = {}
+
+    def reconfigure(self, config: dict) -> None:
+        """config: tracking_uri, model_name, version, limits, torch_threads (see reelforge.deploy)."""
+        import mlflow
+
+        from reelforge.tracking import load_generator, version_metrics
+
+        torch.set_num_threads(int(config.get("torch_threads", 1)))
+        self.limits = config["limits"]
+        if self.model.get("version") == config["version"] and self.model.get("model_name") == config["model_name"]:
+            return
+        mlflow.set_tracking_uri(config["tracking_uri"])
+        mlflow.set_registry_uri(config["tracking_uri"])
+        new = load_generator(config["model_name"], config["version"])  # beside the old one
+        info = {"model_name": config["model_name"], "version": config["version"], "alias": config.get("alias"),
+                "metrics": version_metrics(config["model_name"], config["version"]),
+                "num_frames": new.num_frames, "fps": new.fps,
+                "resolution": [new.model.cfg.height, new.model.cfg.width]}
+        with self._lock:  # swap the reference only once the new model is ready
+            self.generator, self.model = new, info
+
+    @api.get("/healthz")
+    def healthz(self) -> dict:
+        if self.generator is None:
+            raise HTTPException(503, "no model loaded yet")
+        return {"status": "ok", "version": self.model["version"]}
+
+    @api.get("/v1/model")
+    def model_info(self) -> dict:
+        return self.model
+
+    @api.post("/v1/generate")
+    def generate(self, req: GenerateRequest) -> Response:
+        generator = self.generator
+        num_frames = self._check(req, generator)
+        video = generator.generate([req.prompt], [req.seed], num_frames=num_frames, steps=req.steps,
+                                   guidance=req.guidance)[0]  # (T, H, W, 3)
+        data = encode_mp4(video, generator.fps) if req.format == "mp4" else encode_gif(video, generator.fps)
+        return Response(data, media_type=CONTENT_TYPES[req.format],
+                        headers={"X-Model-Version": str(self.model["version"]), "X-Num-Frames": str(len(video))})
+
+    def _check(self, req: GenerateRequest, generator) -> int:
+        """Validate against the configured limits; a bad request is a 422 that says what to change."""
+        lim = self.limits
+        if generator is None:
+            raise HTTPException(503, "no model loaded yet")
+        if not req.prompt.strip():
+            raise HTTPException(422, "prompt is empty")
+        if len(req.prompt) > lim["max_prompt_chars"]:
+            raise HTTPException(422, f"prompt has {len(req.prompt)} characters; the limit is {lim['max_prompt_chars']}")
+        num_frames = req.num_frames or generator.num_frames
+        if not 2 <= num_frames <= lim["max_num_frames"]:
+            raise HTTPException(422, f"num_frames must be between 2 and {lim['max_num_frames']}")
+        if req.steps is not None and not 1 <= req.steps <= lim["max_steps"]:
+            raise HTTPException(422, f"steps must be between 1 and {lim['max_steps']}")
+        if req.guidance is not None and not 1.0 <= req.guidance <= lim["max_guidance"]:
+            raise HTTPException(422, f"guidance must be between 1.0 and {lim['max_guidance']}")
+        return num_frames
+
+
+app = Generator.bind()

@@ -1,0 +1,207 @@
+"""`reelforge` command line: one command per stage (what DVC runs), plus run / serve / status / ui."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from reelforge.config import ConfigError, Params, load_params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Raw videos to a served text-to-video model.")
+serve_app = typer.Typer(no_args_is_help=True, help="The Ray Serve endpoint.")
+app.add_typer(serve_app, name="serve")
+console = Console()
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: section.key=value (repeatable).")]
+
+
+def _params(path: Path, overrides: list[str] | None) -> Params:
+    try:
+        return load_params(path, overrides)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("REELFORGE_TORCH_THREADS", os.cpu_count() or 1))))
+
+
+@app.command("demo-data")
+def demo_data(out_dir: Path, videos: int = typer.Option(24, help="Valid videos (3 broken files are added)."),
+              seed: int = 0) -> None:
+    """Write the built-in demo videos, caption sidecars, broken files and ground_truth.json."""
+    from reelforge.demo_data import make_demo_data
+
+    truth = make_demo_data(out_dir, videos=videos, seed=seed)
+    shots = sum(len(v["shots"]) for v in truth["videos"])
+    console.print(f"wrote {len(truth['videos'])} files ({shots} shots) to {out_dir}")
+
+
+@app.command()
+def ingest(input: Annotated[Path, typer.Option(help="Folder of raw videos (recursive).")],
+           output: Annotated[Path, typer.Option(help="Clip store to write.")],
+           summary: Annotated[Path, typer.Option(help="Summary JSON (DVC metrics).")] = Path("reports/ingest.json"),
+           params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Shots -> normalised clips, manifest.parquet and rejects.parquet."""
+    from reelforge import ingest as stage
+
+    p = _params(params, set)
+    r = stage.run(p.ingest, p.clip, input, output, summary)
+    console.print(json.dumps(r.summary, indent=2))
+
+
+@app.command()
+def caption(clips: Path = typer.Option(...), output: Path = typer.Option(...),
+            metrics: Path = typer.Option(Path("reports/caption.json")),
+            params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Train the captioner on captioned clips; caption the others."""
+    from reelforge import caption as stage
+
+    p = _params(params, set)
+    _torch_threads()
+    r = stage.run(p.caption, clips, output, metrics)
+    console.print(f"{r.clips} clips: {r.given} given captions, {r.generated} from {r.captioner}")
+
+
+@app.command()
+def train(clips: Path = typer.Option(...), captions: Path = typer.Option(...), output: Path = typer.Option(...),
+          registration: Path = typer.Option(...), params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Train the text-to-video model; log it to MLflow and register a new version."""
+    from reelforge import train as stage
+
+    p = _params(params, set)
+    _torch_threads()
+    r = stage.run(p, clips, captions, output, registration)
+    if r is not None:
+        console.print(f"registered {r.model_name} v{r.version} (run {r.run_id}, final loss {r.final_loss:.4f})")
+
+
+@app.command()
+def evaluate(registration: Path = typer.Option(..., help="registration.json written by train."),
+             clips: Path = typer.Option(...), captions: Path = typer.Option(...),
+             metrics: Path = typer.Option(...), params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Score the registered version and the champion on the same prompts and seeds."""
+    from reelforge import evaluate as stage
+
+    p = _params(params, set)
+    _torch_threads()
+    report = stage.run(p, registration, clips, captions, metrics)
+    for role in ("candidate", "champion"):
+        if role in report:
+            r = report[role]
+            console.print(f"{role} v{r['version']}: fvd_ref={r['fvd_ref']:.3f} clip_score_ref={r['clip_score_ref']:.2f}"
+                          f" caption_match_ref={r['caption_match_ref']:.3f}")
+
+
+@app.command()
+def promote(evaluation: Path = typer.Option(...), output: Path = typer.Option(...),
+            params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Move the champion alias when the gates pass."""
+    from reelforge import promote as stage
+
+    p = _params(params, set)
+    d = stage.run(p.promote, p.mlflow, evaluation, output)
+    verdict = "promoted" if d["promoted"] else "kept champion v" + str(d["champion_after"])
+    console.print(f"v{d['candidate_version']}: {verdict}" + "".join(f"\n  - {f}" for f in d["failures"]))
+
+
+@app.command()
+def run(project: Path = typer.Option(Path("."), help="Project root (holds dvc.yaml, params.yaml)."),
+        serve: bool = typer.Option(True, help="Deploy the champion to Ray Serve at the end.")) -> None:
+    """Run the whole pipeline as a Prefect flow (unchanged DVC stages are skipped)."""
+    project = project.resolve()
+    _params(project / "params.yaml", None)  # fail fast on a bad params file
+    os.environ.setdefault("PREFECT_HOME", str(project / ".prefect"))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    from flows.pipeline import pipeline
+
+    result = pipeline(project=str(project), serve=serve)
+    for s in result["stages"]:
+        console.print(f"  {s['stage']:<9} {'ran' if s['ran'] else 'up to date':<11} {s['seconds']:>7.1f}s")
+    if result["served"]:
+        _print_curl(_params(project / "params.yaml", None))
+
+
+def _print_curl(p: Params) -> None:
+    from reelforge.deploy import endpoint
+
+    url = endpoint(p)
+    console.print(f"\nThe endpoint is up at {url} (stop it with `reelforge serve stop`). Try:\n")
+    print(f"curl -s -X POST {url}/v1/generate -H 'content-type: application/json' "
+          f"-d '{{\"prompt\": \"a red circle moves left over a black background\", \"seed\": 1}}' -o video.mp4")
+
+
+@serve_app.command("deploy")
+def serve_deploy(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Deploy (or update in place) the champion version behind the HTTP endpoint."""
+    from reelforge.deploy import deploy
+
+    p = _params(params, set)
+    info = deploy(p)
+    console.print(f"serving {info['model_name']} v{info['version']} at {info['url']}")
+    _print_curl(p)
+
+
+@serve_app.command("stop")
+def serve_stop(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Stop the endpoint (and the local Ray head this project started)."""
+    from reelforge.deploy import stop
+
+    stop(_params(params, set))
+    console.print("stopped")
+
+
+@app.command()
+def status(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Data version, last run, champion and endpoint."""
+    import mlflow
+
+    from reelforge.deploy import endpoint, endpoint_status
+    from reelforge.tracking import champion_version, setup, version_metrics
+
+    p = _params(params, None)
+    uri = setup(p.mlflow)
+    raw = Path("data/raw.dvc")
+    data_version = raw.read_text().split("md5: ")[1].split()[0] if raw.exists() else "not tracked yet"
+    console.print(f"data version (data/raw md5): {data_version}")
+    console.print(f"tracking: {uri}")
+    runs = mlflow.search_runs(max_results=1, order_by=["start_time DESC"])
+    if len(runs):
+        r = runs.iloc[0]
+        console.print(f"last run: {r['tags.mlflow.runName']} ({r['run_id']}) {r['status']} at {r['start_time']}")
+    name = p.train.registered_model_name
+    version = champion_version(name, p.promote.alias)
+    if version:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in version_metrics(name, version).items())
+        console.print(f"champion: {name} v{version} ({metrics})")
+    else:
+        console.print("champion: none yet")
+    live = endpoint_status(p)
+    console.print(f"endpoint {endpoint(p)}: " + (f"up, serving v{live['version']}" if live else "down"))
+
+
+@app.command()
+def ui(port: int = 5000, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Start the MLflow UI on this project's tracking store."""
+    from reelforge.tracking import tracking_uri
+
+    uri = tracking_uri(_params(params, None).mlflow)
+    console.print(f"MLflow UI on http://127.0.0.1:{port} ({uri})")
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    subprocess.run([mlflow_bin, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)])
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,173 @@
+"""Typed, validated `params.yaml`: one section per stage, checked once at start-up.
+
+Unknown keys and bad values fail with a message naming the key and the fix; `--set section.key=value`
+overrides are applied before validation, so they are checked the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClipConfig(Section):
+    """The normalised clip every stage after ingest sees."""
+
+    fps: float = Field(8.0, gt=0, description="Frame rate clips are resampled to.")
+    num_frames: int = Field(16, ge=2, description="Frames per clip; clip duration is num_frames / fps.")
+    size: int = Field(32, ge=8, description="Clips are resized (short side) and centre-cropped to size x size.")
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+
+class IngestConfig(Section):
+    workers: int = Field(2, ge=1, description="Worker processes decoding videos in parallel.")
+    shot_threshold: float = Field(
+        0.12, gt=0, lt=1, description="Mean absolute change (0-1) between consecutive small frames that marks a cut."
+    )
+    max_clips_per_shot: int = Field(4, ge=1, description="A long shot yields at most this many clips.")
+    val_fraction: float = Field(0.25, ge=0, lt=1, description="Share of source videos held out for validation.")
+    shard_max_clips: int = Field(256, ge=1, description="Clips per tar shard.")
+    max_file_mb: float = Field(2048, gt=0, description="Larger files are rejected before decoding.")
+    max_duration_s: float = Field(3600, gt=0, description="Longer videos are rejected before decoding.")
+
+
+class CaptionConfig(Section):
+    steps: int = Field(400, ge=1, description="Captioner training steps.")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    embed_dim: int = Field(64, ge=8, description="Width of the video/text embeddings and the caption decoder.")
+    max_tokens: int = Field(16, ge=4, description="Captions are truncated/padded to this many tokens.")
+    seed: int = 0
+
+
+class SchedulerConfig(Section):
+    """Rectified-flow noise process (diffusers FlowMatchEulerDiscreteScheduler)."""
+
+    num_train_timesteps: int = Field(1000, ge=1)
+    shift: float = Field(1.0, gt=0, description="Timestep shift; >1 spends more steps at high noise.")
+
+
+class TrainConfig(Section):
+    model_size: str = Field("tiny", description="A name from reelforge.model.MODEL_SIZES.")
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    max_text_tokens: int = Field(16, ge=2, description="Prompts are truncated/padded to this many tokens.")
+    caption_dropout: float = Field(0.1, ge=0, lt=1, description="Share of captions blanked (classifier-free guidance).")
+    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
+    devices: int = Field(1, ge=1)
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    log_every_n_steps: int = Field(10, ge=1)
+    seed: int = 0
+    registered_model_name: str = Field("reelforge-t2v", min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        from reelforge.model import MODEL_SIZES
+
+        if self.model_size not in MODEL_SIZES:
+            raise ValueError(f"model_size {self.model_size!r} is unknown; use one of {sorted(MODEL_SIZES)}")
+        if self.accelerator == "cpu" and self.precision != "32":
+            raise ValueError("precision must be '32' on accelerator 'cpu' (bf16-mixed needs a GPU)")
+        return self
+
+
+class SampleConfig(Section):
+    steps: int = Field(20, ge=1, description="Euler steps when sampling.")
+    guidance: float = Field(3.0, ge=1.0, description="Classifier-free guidance scale (1 = off).")
+
+
+class EvaluateConfig(Section):
+    prompts: str = Field("evaluation/prompts.txt", description="Held-out prompt set, one per line.")
+    samples_per_prompt: int = Field(2, ge=1)
+    seed: int = 1234
+    gif_prompts: int = Field(4, ge=0, description="Prompts whose samples are logged as GIF/MP4.")
+
+
+class PromoteConfig(Section):
+    max_fvd_ref: float = Field(gt=0, description="Absolute gate: candidate fvd_ref must be below this.")
+    min_clip_score_ref: float = Field(ge=0, description="Absolute gate: candidate clip_score_ref at least this.")
+    min_fvd_ref_gain: float = Field(0.0, ge=0, description="Candidate must beat the champion's fvd_ref by this.")
+    clip_score_ref_tolerance: float = Field(
+        1.0, ge=0, description="Candidate clip_score_ref may trail the champion's by at most this."
+    )
+    alias: str = "champion"
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    ray_port: int = Field(6390, ge=1, le=65535, description="GCS port of the local Ray head `serve start` runs.")
+    profile: Literal["cpu", "gpu"] = "cpu"
+    max_prompt_chars: int = Field(300, ge=1)
+    max_num_frames: int = Field(32, ge=1)
+    max_steps: int = Field(100, ge=1)
+    max_guidance: float = Field(20.0, ge=1)
+
+
+class MlflowConfig(Section):
+    experiment: str = "reelforge"
+    tracking_uri: str | None = Field(
+        None, description="None: sqlite store in the project (MLFLOW_TRACKING_URI overrides either)."
+    )
+
+
+class Params(Section):
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    promote: PromoteConfig
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+
+class ConfigError(ValueError):
+    """params.yaml (or an override) is invalid; the message lists every problem."""
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (value parsed as YAML) to a nested dict."""
+    raw = dict(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set train.steps=50")
+        node = raw
+        for part in parts[:-1]:
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} not found; run from the project root or pass --params")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            problems.append(f"  {loc}: {err['msg']}" + (" (remove it or fix its spelling)" if err["type"] == "extra_forbidden" else ""))
+        raise ConfigError(f"invalid {path}:\n" + "\n".join(problems)) from None

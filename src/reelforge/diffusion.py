@@ -1,0 +1,57 @@
+"""Rectified flow (flow matching), the noise process of SD3, CogVideoX-1.5-era and Wan-style video models.
+
+Chosen over DDPM-family schedules because its straight paths sample well in few Euler steps (the CPU demo
+samples with ~20) and its loss target is simple. Sampling uses diffusers' FlowMatchEulerDiscreteScheduler.
+
+    x_t = (1 - s) x0 + s * noise,   s in [0, 1]       (s: sigma, 1 = pure noise)
+    target velocity v = noise - x0                     (dx_t / ds)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import FlowMatchEulerDiscreteScheduler
+from torch import nn
+
+from reelforge.config import SchedulerConfig
+
+
+class RectifiedFlow:
+    def __init__(self, cfg: SchedulerConfig):
+        self.cfg = cfg
+
+    def _shift(self, sigma: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.shift
+        return s * sigma / (1 + (s - 1) * sigma)
+
+    def training_loss(self, model: nn.Module, x0: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
+        """x0 (B, T, C, H, W) in [-1, 1]; sigmas drawn logit-normal (SD3, eq. 19) then shifted."""
+        b = x0.shape[0]
+        sigma = self._shift(torch.sigmoid(torch.randn(b, device=x0.device)))  # (B,)
+        noise = torch.randn_like(x0)
+        s = sigma.view(b, 1, 1, 1, 1)
+        x_t = (1 - s) * x0 + s * noise
+        pred = model(x_t, sigma * self.cfg.num_train_timesteps, text_ids)
+        return F.mse_loss(pred.float(), (noise - x0).float())
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, text_ids: torch.Tensor, null_ids: torch.Tensor, noise: torch.Tensor,
+               steps: int, guidance: float) -> torch.Tensor:
+        """Euler integration from noise (B, T, C, H, W) at s=1 to data at s=0; returns x0 in about [-1, 1].
+
+        Classifier-free guidance: v = v_null + guidance * (v_text - v_null).
+        """
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.cfg.num_train_timesteps,
+                                                    shift=self.cfg.shift)
+        scheduler.set_timesteps(steps)
+        x = noise.to(text_ids.device)
+        both = torch.cat([null_ids, text_ids]) if guidance != 1.0 else text_ids
+        for t in scheduler.timesteps:
+            x_in = torch.cat([x, x]) if guidance != 1.0 else x
+            v = model(x_in, t.expand(x_in.shape[0]).to(x.device), both)
+            if guidance != 1.0:
+                v_null, v_text = v.chunk(2)
+                v = v_null + guidance * (v_text - v_null)
+            x = scheduler.step(v, t, x).prev_sample
+        return x

@@ -1,0 +1,151 @@
+"""Evaluate stage: the new model version and the current champion, same prompts, seeds and extractor, one run.
+
+Metrics here use the pipeline's own reference encoder (the frozen captioner), so they are named `*_ref` and
+logged with that encoder's sha256 — never under the names of the standard I3D-FVD or CLIP-score.
+
+- fvd_ref: Fréchet distance between reference-encoder features of generated clips and of the real
+  validation clips (biased by sample count: compare only at equal n, which this stage guarantees).
+- clip_score_ref: 100 * max(cos(video, prompt), 0) in the reference encoder's joint space.
+- caption_match_ref: share of prompt words the reference captioner reads back, word by word, from the
+  generated video: does the video show what was asked?
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+
+from reelforge.caption import CAPTIONER_DIR, read_captions
+from reelforge.captioner import ReferenceEncoder, frames_to_tensor, load_captioner
+from reelforge.clips import load_clips, read_manifest, write_json_atomic
+from reelforge.config import Params
+from reelforge.metrics import clip_style_score, feature_stats, frechet_distance
+from reelforge.text import decode, encode
+from reelforge.tracking import champion_version, load_generator, setup
+from reelforge.video import encode_gif, encode_mp4
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    prompts = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompt set {path} is empty")
+    return prompts
+
+
+def _features(ref: ReferenceEncoder, videos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        x = frames_to_tensor(videos)
+        return ref.model.video_features(x), ref.model.video_embedding(x)
+
+
+def score_videos(ref: ReferenceEncoder, videos: np.ndarray, prompts: list[str], real_stats) -> dict[str, float]:
+    feats, emb = _features(ref, videos)
+    with torch.no_grad():
+        text = ref.model.text_embedding(encode(ref.tokenizer, prompts, ref.model.cfg.max_tokens))
+        read_back = [decode(ref.tokenizer, s) for s in ref.model.generate(frames_to_tensor(videos))]
+    scores = {
+        "clip_score_ref": float(clip_style_score(emb, text).mean()),
+        "caption_match_ref": caption_match(read_back, prompts),
+    }
+    if real_stats is not None:
+        scores["fvd_ref"] = frechet_distance(*real_stats, *feature_stats(feats))
+    return scores
+
+
+def caption_match(read_back: list[str], prompts: list[str]) -> float:
+    """Mean share of each prompt's informative words (those not in every prompt) found in the read-back
+    caption. Words every prompt shares ("a", "moves", ...) would score for free, so they do not count."""
+    words = [set(p.lower().split()) for p in prompts]
+    common = set.intersection(*words)
+    shares = [len((w - common) & set(r.split())) / max(len(w - common), 1) for w, r in zip(words, read_back,
+                                                                                            strict=True)]
+    return float(np.mean(shares))
+
+
+def _sample_grid(videos: np.ndarray, per_prompt: int, rows: int) -> np.ndarray:
+    """(P*S, T, H, W, 3) -> (T, rows*H, S*W, 3): one row per prompt, one column per seed."""
+    n, t, h, w, c = videos.shape
+    grid = videos[: rows * per_prompt].reshape(rows, per_prompt, t, h, w, c)
+    return grid.transpose(2, 0, 3, 1, 4, 5).reshape(t, rows * h, per_prompt * w, c)
+
+
+def run(params: Params, registration_path: str | Path, clips_dir: str | Path, captions_dir: str | Path,
+        metrics_path: str | Path) -> dict:
+    cfg = params.evaluate
+    reg = json.loads(Path(registration_path).read_text())
+    setup(params.mlflow)
+    name, candidate = reg["model_name"], reg["version"]
+    champion = champion_version(name, params.promote.alias)
+    ref = load_captioner(Path(captions_dir) / CAPTIONER_DIR)
+
+    # Real reference set: validation clips (sources never seen in training).
+    manifest = read_manifest(clips_dir)
+    val = manifest[manifest.split == "val"]
+    if len(val) < 2:
+        raise ValueError("evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos")
+    real = np.stack(list(load_clips(clips_dir, list(val.clip_id)).values()))
+    real_feats, _ = _features(ref, real)
+    real_stats = feature_stats(real_feats)
+    half = len(real_feats) // 2
+    floor = frechet_distance(*feature_stats(real_feats[:half]), *feature_stats(real_feats[half:])) if half >= 2 else None
+    captions = read_captions(captions_dir).set_index("clip_id").caption
+    real_scores = score_videos(ref, real, [captions[c] for c in val.clip_id], real_stats=None)
+
+    prompts = read_prompts(cfg.prompts)
+    prompt_list = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+    seeds = [cfg.seed + i for i in range(len(prompt_list))]
+    versions = {"candidate": candidate, **({"champion": champion} if champion and champion != candidate else {})}
+
+    protocol = {
+        "extractor": ref.name, "extractor_sha256": ref.sha256, "n_real": len(real), "n_generated": len(prompt_list),
+        "frames": params.clip.num_frames, "resolution": params.clip.size, "prompt_set": cfg.prompts,
+        "prompts": len(prompts), "samples_per_prompt": cfg.samples_per_prompt, "seed": cfg.seed,
+        "sample_steps": params.sample.steps, "guidance": params.sample.guidance,
+        "real_set": "validation split", "candidate_version": candidate, "champion_version": champion,
+    }
+    results: dict[str, dict] = {}
+    with mlflow.start_run(run_name=f"evaluate v{candidate}", tags={"stage": "evaluate"}) as run_info:
+        mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
+        mlflow.log_metrics({f"real.{k}": v for k, v in real_scores.items()})
+        if floor is not None:
+            mlflow.log_metric("real.fvd_ref_split_half", floor)
+        for role, version in versions.items():
+            generator = load_generator(name, version)
+            videos = generator.generate(prompt_list, seeds)
+            results[role] = {"version": version, **score_videos(ref, videos, prompt_list, real_stats)}
+            mlflow.log_metrics({f"{role}.{k}": v for k, v in results[role].items() if k != "version"})
+            _log_samples(videos, role, version, cfg.samples_per_prompt, min(cfg.gif_prompts, len(prompts)),
+                         generator.fps)
+        client = MlflowClient()
+        for k, v in results["candidate"].items():
+            if k != "version":
+                client.set_model_version_tag(name, candidate, f"metric.{k}", f"{v:.6g}")
+        client.set_model_version_tag(name, candidate, "eval_run_id", run_info.info.run_id)
+        client.set_model_version_tag(name, candidate, "metric_extractor", ref.name)
+        for k, v in results["candidate"].items():  # also on the training run, beside its loss curve
+            if k != "version":
+                client.log_metric(reg["run_id"], k, v)
+
+    report = {"model_name": name, "eval_run_id": run_info.info.run_id, "protocol": protocol, "real": real_scores,
+              "real_fvd_ref_split_half": floor, **results}
+    write_json_atomic(metrics_path, report)
+    return report
+
+
+def _log_samples(videos: np.ndarray, role: str, version: str, per_prompt: int, rows: int, fps: float) -> None:
+    if rows == 0:
+        return
+    grid = _sample_grid(videos, per_prompt, rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        gif, mp4 = Path(tmp) / f"{role}_v{version}.gif", Path(tmp) / f"{role}_v{version}.mp4"
+        gif.write_bytes(encode_gif(grid, fps, scale=4))
+        big = grid.repeat(4, axis=1).repeat(4, axis=2)  # nearest-neighbour x4 so players show it
+        mp4.write_bytes(encode_mp4(big, fps))
+        mlflow.log_artifact(str(gif), "samples")
+        mlflow.log_artifact(str(mp4), "samples")
