@@ -7,6 +7,7 @@ so a multi-process launcher never re-executes this flow.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -23,8 +24,16 @@ RAW_DIR = "data/raw"
 def _dvc(project: Path, *args: str) -> str:
     """Run a DVC command in the project, streaming its output to the flow log; raise on failure."""
     logger = get_run_logger()
-    cmd = [str(Path(sys.executable).parent / "dvc"), *args]
-    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bin_dir = str(Path(sys.executable).parent)  # stage commands (`reelforge ...`) come from this environment
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    proc = subprocess.Popen(
+        [os.path.join(bin_dir, "dvc"), *args],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line.rstrip())
@@ -39,7 +48,9 @@ def _dvc(project: Path, *args: str) -> str:
 def snapshot_raw(project: Path) -> str:
     """`dvc add` the raw videos so every run records (and caches) the exact input set; returns its md5."""
     if not (project / RAW_DIR).is_dir():
-        raise FileNotFoundError(f"{project / RAW_DIR} does not exist: put videos there (or run `make demo-data`)")
+        raise FileNotFoundError(
+            f"{project / RAW_DIR} does not exist: put videos there (or run `make demo-data`)"
+        )
     _dvc(project, "add", "--quiet", RAW_DIR)
     return re.search(r"md5: (\S+)", (project / f"{RAW_DIR}.dvc").read_text()).group(1)
 

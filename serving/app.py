@@ -3,9 +3,9 @@
 The deployment's `user_config` names the resolved model version (not just `@champion`), so a promotion
 changes the config and Serve calls `reconfigure` in place: the new version is loaded beside the old one and
 the reference swapped only when it is ready, so requests keep being served during the swap.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI must see real types through Serve's class ingress.
+"""
 
 import threading
 from typing import Literal
@@ -51,15 +51,23 @@ class Generator:
 
         torch.set_num_threads(int(config.get("torch_threads", 1)))
         self.limits = config["limits"]
-        if self.model.get("version") == config["version"] and self.model.get("model_name") == config["model_name"]:
+        if (
+            self.model.get("version") == config["version"]
+            and self.model.get("model_name") == config["model_name"]
+        ):
             return
         mlflow.set_tracking_uri(config["tracking_uri"])
         mlflow.set_registry_uri(config["tracking_uri"])
         new = load_generator(config["model_name"], config["version"])  # beside the old one
-        info = {"model_name": config["model_name"], "version": config["version"], "alias": config.get("alias"),
-                "metrics": version_metrics(config["model_name"], config["version"]),
-                "num_frames": new.num_frames, "fps": new.fps,
-                "resolution": [new.model.cfg.height, new.model.cfg.width]}
+        info = {
+            "model_name": config["model_name"],
+            "version": config["version"],
+            "alias": config.get("alias"),
+            "metrics": version_metrics(config["model_name"], config["version"]),
+            "num_frames": new.num_frames,
+            "fps": new.fps,
+            "resolution": [new.model.cfg.height, new.model.cfg.width],
+        }
         with self._lock:  # swap the reference only once the new model is ready
             self.generator, self.model = new, info
 
@@ -77,11 +85,15 @@ class Generator:
     def generate(self, req: GenerateRequest) -> Response:
         generator = self.generator
         num_frames = self._check(req, generator)
-        video = generator.generate([req.prompt], [req.seed], num_frames=num_frames, steps=req.steps,
-                                   guidance=req.guidance)[0]  # (T, H, W, 3)
+        video = generator.generate(
+            [req.prompt], [req.seed], num_frames=num_frames, steps=req.steps, guidance=req.guidance
+        )[0]  # (T, H, W, 3)
         data = encode_mp4(video, generator.fps) if req.format == "mp4" else encode_gif(video, generator.fps)
-        return Response(data, media_type=CONTENT_TYPES[req.format],
-                        headers={"X-Model-Version": str(self.model["version"]), "X-Num-Frames": str(len(video))})
+        return Response(
+            data,
+            media_type=CONTENT_TYPES[req.format],
+            headers={"X-Model-Version": str(self.model["version"]), "X-Num-Frames": str(len(video))},
+        )
 
     def _check(self, req: GenerateRequest, generator) -> int:
         """Validate against the configured limits; a bad request is a 422 that says what to change."""
@@ -91,7 +103,9 @@ class Generator:
         if not req.prompt.strip():
             raise HTTPException(422, "prompt is empty")
         if len(req.prompt) > lim["max_prompt_chars"]:
-            raise HTTPException(422, f"prompt has {len(req.prompt)} characters; the limit is {lim['max_prompt_chars']}")
+            raise HTTPException(
+                422, f"prompt has {len(req.prompt)} characters; the limit is {lim['max_prompt_chars']}"
+            )
         num_frames = req.num_frames or generator.num_frames
         if not 2 <= num_frames <= lim["max_num_frames"]:
             raise HTTPException(422, f"num_frames must be between 2 and {lim['max_num_frames']}")

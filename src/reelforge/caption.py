@@ -65,7 +65,9 @@ def generate_captions(model_dir: Path, videos: np.ndarray, batch_size: int = 64)
     return out
 
 
-def run(cfg: CaptionConfig, clips_dir: str | Path, output_dir: str | Path, metrics_path: str | Path) -> CaptionResult:
+def run(
+    cfg: CaptionConfig, clips_dir: str | Path, output_dir: str | Path, metrics_path: str | Path
+) -> CaptionResult:
     manifest = read_manifest(clips_dir)
     given = manifest[manifest.caption.notna()]
     train_given = given[given.split == "train"]
@@ -80,7 +82,9 @@ def run(cfg: CaptionConfig, clips_dir: str | Path, output_dir: str | Path, metri
         return np.stack([clips[c] for c in ids])
 
     with atomic_dir(output_dir) as out:
-        stats = train_captioner(cfg, stack(train_given.clip_id), list(train_given.caption), out / CAPTIONER_DIR)
+        stats = train_captioner(
+            cfg, stack(train_given.clip_id), list(train_given.caption), out / CAPTIONER_DIR
+        )
         ref = load_captioner(out / CAPTIONER_DIR)
         metrics = {**stats, "captioner": ref.name, "captioner_sha256": ref.sha256}
         # Held-out accuracy: captioned validation clips the captioner never saw.
@@ -89,18 +93,38 @@ def run(cfg: CaptionConfig, clips_dir: str | Path, output_dir: str | Path, metri
             pred = generate_captions(out / CAPTIONER_DIR, stack(val_given.clip_id))
             truth = [c.lower() for c in val_given.caption]
             metrics["val_exact_match"] = float(np.mean([p == t for p, t in zip(pred, truth, strict=True)]))
-            metrics["val_word_accuracy"] = float(np.mean([
-                np.mean([a == b for a, b in zip(p.split(), t.split(), strict=False)] or [0.0])
-                for p, t in zip(pred, truth, strict=True)]))
+            metrics["val_word_accuracy"] = float(
+                np.mean(
+                    [
+                        np.mean([a == b for a, b in zip(p.split(), t.split(), strict=False)] or [0.0])
+                        for p, t in zip(pred, truth, strict=True)
+                    ]
+                )
+            )
             metrics["val_clips"] = len(val_given)
         missing = manifest[manifest.caption.isna()]
         generated = generate_captions(out / CAPTIONER_DIR, stack(missing.clip_id)) if len(missing) else []
-        rows = pd.concat([
-            pd.DataFrame({"clip_id": given.clip_id, "caption": given.caption, "caption_source": "given",
-                          "captioner": None}),
-            pd.DataFrame({"clip_id": missing.clip_id, "caption": generated, "caption_source": "model",
-                          "captioner": ref.name}),
-        ], ignore_index=True)
+        rows = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "clip_id": given.clip_id,
+                        "caption": given.caption,
+                        "caption_source": "given",
+                        "captioner": None,
+                    }
+                ),
+                pd.DataFrame(
+                    {
+                        "clip_id": missing.clip_id,
+                        "caption": generated,
+                        "caption_source": "model",
+                        "captioner": ref.name,
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
         rows.to_parquet(out / CAPTIONS, index=False)
     metrics.update(clips=len(rows), given=len(given), generated=len(generated))
     write_json_atomic(metrics_path, metrics)

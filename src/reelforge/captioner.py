@@ -36,9 +36,12 @@ class VideoEncoder(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv3d(3, 32, 3, stride=(1, 2, 2), padding=1), nn.GELU(),  # (B, 32, T, H/2, W/2)
-            nn.Conv3d(32, 64, 3, stride=2, padding=1), nn.GELU(),  # (B, 64, T/2, H/4, W/4)
-            nn.Conv3d(64, dim, 3, stride=2, padding=1), nn.GELU(),  # (B, dim, T/4, H/8, W/8)
+            nn.Conv3d(3, 32, 3, stride=(1, 2, 2), padding=1),
+            nn.GELU(),  # (B, 32, T, H/2, W/2)
+            nn.Conv3d(32, 64, 3, stride=2, padding=1),
+            nn.GELU(),  # (B, 64, T/2, H/4, W/4)
+            nn.Conv3d(64, dim, 3, stride=2, padding=1),
+            nn.GELU(),  # (B, dim, T/4, H/8, W/8)
         )
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -78,7 +81,9 @@ class Captioner(nn.Module):
         """ids: (B, L) with BOS ... EOS PAD...; captioning cross-entropy + symmetric InfoNCE."""
         feats = self.video(video)
         logits = self._decode_logits(feats, ids[:, :-1])  # (B, L-1, V)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), ignore_index=PAD_ID)
+        ce = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), ignore_index=PAD_ID
+        )
         v = F.normalize(self.video_proj(feats), dim=-1)
         t = self.text_embedding(ids)
         sim = self.logit_scale.exp().clamp(max=100) * v @ t.T  # (B, B)

@@ -14,14 +14,20 @@ from rich.console import Console
 
 from reelforge.config import ConfigError, Params, load_params
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="Raw videos to a served text-to-video model.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Raw videos to a served text-to-video model.",
+)
 serve_app = typer.Typer(no_args_is_help=True, help="The Ray Serve endpoint.")
 app.add_typer(serve_app, name="serve")
 console = Console()
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: section.key=value (repeatable).")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a param: section.key=value (repeatable).")
+]
 
 
 def _params(path: Path, overrides: list[str] | None) -> Params:
@@ -39,8 +45,11 @@ def _torch_threads() -> None:
 
 
 @app.command("demo-data")
-def demo_data(out_dir: Path, videos: int = typer.Option(24, help="Valid videos (3 broken files are added)."),
-              seed: int = 0) -> None:
+def demo_data(
+    out_dir: Path,
+    videos: int = typer.Option(24, help="Valid videos (3 broken files are added)."),
+    seed: int = 0,
+) -> None:
     """Write the built-in demo videos, caption sidecars, broken files and ground_truth.json."""
     from reelforge.demo_data import make_demo_data
 
@@ -50,10 +59,13 @@ def demo_data(out_dir: Path, videos: int = typer.Option(24, help="Valid videos (
 
 
 @app.command()
-def ingest(input: Annotated[Path, typer.Option(help="Folder of raw videos (recursive).")],
-           output: Annotated[Path, typer.Option(help="Clip store to write.")],
-           summary: Annotated[Path, typer.Option(help="Summary JSON (DVC metrics).")] = Path("reports/ingest.json"),
-           params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+def ingest(
+    input: Annotated[Path, typer.Option(help="Folder of raw videos (recursive).")],
+    output: Annotated[Path, typer.Option(help="Clip store to write.")],
+    summary: Annotated[Path, typer.Option(help="Summary JSON (DVC metrics).")] = Path("reports/ingest.json"),
+    params: ParamsOpt = Path("params.yaml"),
+    set: SetOpt = None,
+) -> None:
     """Shots -> normalised clips, manifest.parquet and rejects.parquet."""
     from reelforge import ingest as stage
 
@@ -63,9 +75,13 @@ def ingest(input: Annotated[Path, typer.Option(help="Folder of raw videos (recur
 
 
 @app.command()
-def caption(clips: Path = typer.Option(...), output: Path = typer.Option(...),
-            metrics: Path = typer.Option(Path("reports/caption.json")),
-            params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+def caption(
+    clips: Path = typer.Option(...),
+    output: Path = typer.Option(...),
+    metrics: Path = typer.Option(Path("reports/caption.json")),
+    params: ParamsOpt = Path("params.yaml"),
+    set: SetOpt = None,
+) -> None:
     """Train the captioner on captioned clips; caption the others."""
     from reelforge import caption as stage
 
@@ -76,8 +92,14 @@ def caption(clips: Path = typer.Option(...), output: Path = typer.Option(...),
 
 
 @app.command()
-def train(clips: Path = typer.Option(...), captions: Path = typer.Option(...), output: Path = typer.Option(...),
-          registration: Path = typer.Option(...), params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+def train(
+    clips: Path = typer.Option(...),
+    captions: Path = typer.Option(...),
+    output: Path = typer.Option(...),
+    registration: Path = typer.Option(...),
+    params: ParamsOpt = Path("params.yaml"),
+    set: SetOpt = None,
+) -> None:
     """Train the text-to-video model; log it to MLflow and register a new version."""
     from reelforge import train as stage
 
@@ -85,13 +107,20 @@ def train(clips: Path = typer.Option(...), captions: Path = typer.Option(...), o
     _torch_threads()
     r = stage.run(p, clips, captions, output, registration)
     if r is not None:
-        console.print(f"registered {r.model_name} v{r.version} (run {r.run_id}, final loss {r.final_loss:.4f})")
+        console.print(
+            f"registered {r.model_name} v{r.version} (run {r.run_id}, final loss {r.final_loss:.4f})"
+        )
 
 
 @app.command()
-def evaluate(registration: Path = typer.Option(..., help="registration.json written by train."),
-             clips: Path = typer.Option(...), captions: Path = typer.Option(...),
-             metrics: Path = typer.Option(...), params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+def evaluate(
+    registration: Path = typer.Option(..., help="registration.json written by train."),
+    clips: Path = typer.Option(...),
+    captions: Path = typer.Option(...),
+    metrics: Path = typer.Option(...),
+    params: ParamsOpt = Path("params.yaml"),
+    set: SetOpt = None,
+) -> None:
     """Score the registered version and the champion on the same prompts and seeds."""
     from reelforge import evaluate as stage
 
@@ -101,13 +130,19 @@ def evaluate(registration: Path = typer.Option(..., help="registration.json writ
     for role in ("candidate", "champion"):
         if role in report:
             r = report[role]
-            console.print(f"{role} v{r['version']}: fvd_ref={r['fvd_ref']:.3f} clip_score_ref={r['clip_score_ref']:.2f}"
-                          f" caption_match_ref={r['caption_match_ref']:.3f}")
+            console.print(
+                f"{role} v{r['version']}: fvd_ref={r['fvd_ref']:.3f} clip_score_ref={r['clip_score_ref']:.2f}"
+                f" caption_match_ref={r['caption_match_ref']:.3f}"
+            )
 
 
 @app.command()
-def promote(evaluation: Path = typer.Option(...), output: Path = typer.Option(...),
-            params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+def promote(
+    evaluation: Path = typer.Option(...),
+    output: Path = typer.Option(...),
+    params: ParamsOpt = Path("params.yaml"),
+    set: SetOpt = None,
+) -> None:
     """Move the champion alias when the gates pass."""
     from reelforge import promote as stage
 
@@ -118,8 +153,10 @@ def promote(evaluation: Path = typer.Option(...), output: Path = typer.Option(..
 
 
 @app.command()
-def run(project: Path = typer.Option(Path("."), help="Project root (holds dvc.yaml, params.yaml)."),
-        serve: bool = typer.Option(True, help="Deploy the champion to Ray Serve at the end.")) -> None:
+def run(
+    project: Path = typer.Option(Path("."), help="Project root (holds dvc.yaml, params.yaml)."),
+    serve: bool = typer.Option(True, help="Deploy the champion to Ray Serve at the end."),
+) -> None:
     """Run the whole pipeline as a Prefect flow (unchanged DVC stages are skipped)."""
     project = project.resolve()
     _params(project / "params.yaml", None)  # fail fast on a bad params file
@@ -139,8 +176,10 @@ def _print_curl(p: Params) -> None:
 
     url = endpoint(p)
     console.print(f"\nThe endpoint is up at {url} (stop it with `reelforge serve stop`). Try:\n")
-    print(f"curl -s -X POST {url}/v1/generate -H 'content-type: application/json' "
-          f"-d '{{\"prompt\": \"a red circle moves left over a black background\", \"seed\": 1}}' -o video.mp4")
+    print(
+        f"curl -s -X POST {url}/v1/generate -H 'content-type: application/json' "
+        f'-d \'{{"prompt": "a red circle moves left over a black background", "seed": 1}}\' -o video.mp4'
+    )
 
 
 @serve_app.command("deploy")
@@ -180,7 +219,9 @@ def status(params: ParamsOpt = Path("params.yaml")) -> None:
     runs = mlflow.search_runs(max_results=1, order_by=["start_time DESC"])
     if len(runs):
         r = runs.iloc[0]
-        console.print(f"last run: {r['tags.mlflow.runName']} ({r['run_id']}) {r['status']} at {r['start_time']}")
+        console.print(
+            f"last run: {r['tags.mlflow.runName']} ({r['run_id']}) {r['status']} at {r['start_time']}"
+        )
     name = p.train.registered_model_name
     version = champion_version(name, p.promote.alias)
     if version:

@@ -24,7 +24,7 @@ REJECTS = "rejects.parquet"
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a scratch dir that replaces `path` only if the block finishes: a crash leaves no trusted output."""
+    """Yield a scratch dir that replaces `path` only when the block ends: a crash leaves nothing trusted."""
     final = Path(path)
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -22,7 +22,9 @@ class ClipConfig(Section):
 
     fps: float = Field(8.0, gt=0, description="Frame rate clips are resampled to.")
     num_frames: int = Field(16, ge=2, description="Frames per clip; clip duration is num_frames / fps.")
-    size: int = Field(32, ge=8, description="Clips are resized (short side) and centre-cropped to size x size.")
+    size: int = Field(
+        32, ge=8, description="Clips are resized (short side) and centre-cropped to size x size."
+    )
 
     @property
     def duration_s(self) -> float:
@@ -32,10 +34,15 @@ class ClipConfig(Section):
 class IngestConfig(Section):
     workers: int = Field(2, ge=1, description="Worker processes decoding videos in parallel.")
     shot_threshold: float = Field(
-        0.12, gt=0, lt=1, description="Mean absolute change (0-1) between consecutive small frames that marks a cut."
+        0.12,
+        gt=0,
+        lt=1,
+        description="Mean absolute change (0-1) between consecutive small frames that marks a cut.",
     )
     max_clips_per_shot: int = Field(4, ge=1, description="A long shot yields at most this many clips.")
-    val_fraction: float = Field(0.25, ge=0, lt=1, description="Share of source videos held out for validation.")
+    val_fraction: float = Field(
+        0.25, ge=0, lt=1, description="Share of source videos held out for validation."
+    )
     shard_max_clips: int = Field(256, ge=1, description="Clips per tar shard.")
     max_file_mb: float = Field(2048, gt=0, description="Larger files are rejected before decoding.")
     max_duration_s: float = Field(3600, gt=0, description="Longer videos are rejected before decoding.")
@@ -45,7 +52,9 @@ class CaptionConfig(Section):
     steps: int = Field(400, ge=1, description="Captioner training steps.")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-3, gt=0)
-    embed_dim: int = Field(64, ge=8, description="Width of the video/text embeddings and the caption decoder.")
+    embed_dim: int = Field(
+        64, ge=8, description="Width of the video/text embeddings and the caption decoder."
+    )
     max_tokens: int = Field(16, ge=4, description="Captions are truncated/padded to this many tokens.")
     seed: int = 0
 
@@ -55,6 +64,11 @@ class SchedulerConfig(Section):
 
     num_train_timesteps: int = Field(1000, ge=1)
     shift: float = Field(1.0, gt=0, description="Timestep shift; >1 spends more steps at high noise.")
+    prediction: Literal["sample", "velocity"] = Field(
+        "sample",
+        description="What the network predicts: the clean sample (x-prediction; suits pixel space with large "
+        "patches, where per-pixel noise is hard to predict) or the velocity (usual in latent space).",
+    )
 
 
 class TrainConfig(Section):
@@ -65,7 +79,9 @@ class TrainConfig(Section):
     warmup_steps: int = Field(20, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     max_text_tokens: int = Field(16, ge=2, description="Prompts are truncated/padded to this many tokens.")
-    caption_dropout: float = Field(0.1, ge=0, lt=1, description="Share of captions blanked (classifier-free guidance).")
+    caption_dropout: float = Field(
+        0.1, ge=0, lt=1, description="Share of captions blanked (classifier-free guidance)."
+    )
     accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
     devices: int = Field(1, ge=1)
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
@@ -97,9 +113,20 @@ class EvaluateConfig(Section):
 
 
 class PromoteConfig(Section):
-    max_fvd_ref: float = Field(gt=0, description="Absolute gate: candidate fvd_ref must be below this.")
-    min_clip_score_ref: float = Field(ge=0, description="Absolute gate: candidate clip_score_ref at least this.")
-    min_fvd_ref_gain: float = Field(0.0, ge=0, description="Candidate must beat the champion's fvd_ref by this.")
+    """Gates. The absolute ones are ratios to the real validation clips scored in the same run, because the
+    reference encoder's scale changes whenever it is retrained."""
+
+    max_fvd_ref_ratio: float = Field(
+        2.0,
+        gt=0,
+        description="Candidate fvd_ref must be at most this times the real split-half fvd_ref floor.",
+    )
+    min_clip_score_ref_ratio: float = Field(
+        0.5, ge=0, description="Candidate clip_score_ref must be at least this times the real clips' score."
+    )
+    min_fvd_ref_gain: float = Field(
+        0.0, ge=0, description="Candidate must beat the champion's fvd_ref by this."
+    )
     clip_score_ref_tolerance: float = Field(
         1.0, ge=0, description="Candidate clip_score_ref may trail the champion's by at most this."
     )
@@ -109,7 +136,9 @@ class PromoteConfig(Section):
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    ray_port: int = Field(6390, ge=1, le=65535, description="GCS port of the local Ray head `serve start` runs.")
+    ray_port: int = Field(
+        6390, ge=1, le=65535, description="GCS port of the local Ray head `serve start` runs."
+    )
     profile: Literal["cpu", "gpu"] = "cpu"
     max_prompt_chars: int = Field(300, ge=1)
     max_num_frames: int = Field(32, ge=1)
@@ -132,7 +161,7 @@ class Params(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    promote: PromoteConfig
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
@@ -169,5 +198,8 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            problems.append(f"  {loc}: {err['msg']}" + (" (remove it or fix its spelling)" if err["type"] == "extra_forbidden" else ""))
+            problems.append(
+                f"  {loc}: {err['msg']}"
+                + (" (remove it or fix its spelling)" if err["type"] == "extra_forbidden" else "")
+            )
         raise ConfigError(f"invalid {path}:\n" + "\n".join(problems)) from None

@@ -16,7 +16,12 @@ import numpy as np
 from reelforge.video import encode_mp4
 
 COLORS = {"red": (220, 40, 40), "green": (40, 190, 70), "blue": (40, 90, 230), "yellow": (240, 215, 40)}
-BACKGROUNDS = {"black": (15, 15, 15), "white": (245, 245, 245), "gray": (128, 128, 128), "purple": (110, 40, 140)}
+BACKGROUNDS = {
+    "black": (15, 15, 15),
+    "white": (245, 245, 245),
+    "gray": (128, 128, 128),
+    "purple": (110, 40, 140),
+}
 SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 WIDTH, HEIGHT, FPS = 128, 96, 24
@@ -59,7 +64,9 @@ def render_shot(shot: Shot, num_frames: int, rng: np.random.Generator) -> np.nda
     for i in range(num_frames):
         p = i / max(num_frames - 1, 1)
         frames[i] = BACKGROUNDS[shot.background]
-        frames[i][_shape_mask(shot.shape, cx0 + dx * span_x * p, cy0 + dy * span_y * p, r)] = COLORS[shot.color]
+        frames[i][_shape_mask(shot.shape, cx0 + dx * span_x * p, cy0 + dy * span_y * p, r)] = COLORS[
+            shot.color
+        ]
     return frames
 
 
@@ -68,15 +75,24 @@ def _random_shot(rng: np.random.Generator, start_s: float, duration_s: float, av
     shape = str(rng.choice(SHAPES))
     direction = str(rng.choice(list(DIRECTIONS)))
     background = str(rng.choice([b for b in BACKGROUNDS if b != avoid_bg]))  # a cut always changes the scene
-    return Shot(start_s, start_s + duration_s, color, shape, direction, background,
-                caption_for(color, shape, direction, background))
+    return Shot(
+        start_s,
+        start_s + duration_s,
+        color,
+        shape,
+        direction,
+        background,
+        caption_for(color, shape, direction, background),
+    )
 
 
 def _frames_for(seconds: float) -> int:
     return int(round(seconds * FPS))
 
 
-def make_demo_data(out_dir: str | Path, videos: int = 24, seed: int = 0, multi_shot_fraction: float = 0.35) -> dict:
+def make_demo_data(
+    out_dir: str | Path, videos: int = 24, seed: int = 0, multi_shot_fraction: float = 0.35
+) -> dict:
     """Write `videos` valid videos plus three broken files and ground_truth.json into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,8 +114,14 @@ def make_demo_data(out_dir: str | Path, videos: int = 24, seed: int = 0, multi_s
         caption = None if multi else shots[0].caption
         if caption:
             (out / name).with_suffix(".txt").write_text(caption + "\n")
-        records.append({"file": name, "kind": "multi" if multi else "single", "caption_sidecar": caption,
-                        "shots": [asdict(s) for s in shots]})
+        records.append(
+            {
+                "file": name,
+                "kind": "multi" if multi else "single",
+                "caption_sidecar": caption,
+                "shots": [asdict(s) for s in shots],
+            }
+        )
     records += _write_broken(out, rng)
     truth = {"fps": FPS, "width": WIDTH, "height": HEIGHT, "seed": seed, "videos": records}
     (out / GROUND_TRUTH).write_text(json.dumps(truth, indent=1))
@@ -111,5 +133,7 @@ def _write_broken(out: Path, rng: np.random.Generator) -> list[dict]:
     (out / "broken_text.mp4").write_text("this is not a video, only text with a video extension\n")
     valid = encode_mp4(render_shot(_random_shot(rng, 0.0, 2.0, None), 48, rng), FPS)
     (out / "broken_truncated.mp4").write_bytes(valid[: len(valid) // 3])
-    return [{"file": f, "kind": "broken", "caption_sidecar": None, "shots": []}
-            for f in ("broken_empty.mp4", "broken_text.mp4", "broken_truncated.mp4")]
+    return [
+        {"file": f, "kind": "broken", "caption_sidecar": None, "shots": []}
+        for f in ("broken_empty.mp4", "broken_text.mp4", "broken_truncated.mp4")
+    ]

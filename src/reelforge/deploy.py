@@ -35,8 +35,15 @@ def ensure_ray_head(params: Params) -> str:
     address = ray_address(params)
     if os.environ.get("RAY_ADDRESS") or _ray_up(address):
         return address
-    cmd = [_ray_bin(), "start", "--head", f"--port={params.serve.ray_port}", f"--num-cpus={os.cpu_count()}",
-           "--include-dashboard=false", "--disable-usage-stats"]
+    cmd = [
+        _ray_bin(),
+        "start",
+        "--head",
+        f"--port={params.serve.ray_port}",
+        f"--num-cpus={os.cpu_count()}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{proc.stdout}\n{proc.stderr}")
@@ -61,10 +68,14 @@ def deploy(params: Params, project_root: str | Path | None = None, wait_s: float
     name = params.train.registered_model_name
     version = champion_version(name, params.promote.alias)
     if version is None:
-        raise RuntimeError(f"model {name!r} has no {params.promote.alias!r} alias yet; run the pipeline first")
+        raise RuntimeError(
+            f"model {name!r} has no {params.promote.alias!r} alias yet; run the pipeline first"
+        )
     import serving
 
-    profile = yaml.safe_load((Path(serving.__file__).parent / "profiles.yaml").read_text())[params.serve.profile]
+    profile = yaml.safe_load((Path(serving.__file__).parent / "profiles.yaml").read_text())[
+        params.serve.profile
+    ]
     address = ensure_ray_head(params)
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     try:
@@ -72,13 +83,19 @@ def deploy(params: Params, project_root: str | Path | None = None, wait_s: float
         from serving.app import Generator
 
         user_config = {
-            "tracking_uri": uri, "model_name": name, "version": version, "alias": params.promote.alias,
+            "tracking_uri": uri,
+            "model_name": name,
+            "version": version,
+            "alias": params.promote.alias,
             "torch_threads": profile["torch_threads"],
-            "limits": {k: getattr(params.serve, k) for k in
-                       ("max_prompt_chars", "max_num_frames", "max_steps", "max_guidance")},
+            "limits": {
+                k: getattr(params.serve, k)
+                for k in ("max_prompt_chars", "max_num_frames", "max_steps", "max_guidance")
+            },
         }
         app = Generator.options(
-            user_config=user_config, num_replicas=profile["num_replicas"],
+            user_config=user_config,
+            num_replicas=profile["num_replicas"],
             max_ongoing_requests=profile["max_ongoing_requests"],
             ray_actor_options={"num_cpus": profile["num_cpus"], "num_gpus": profile["num_gpus"]},
         ).bind()

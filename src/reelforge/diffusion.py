@@ -4,7 +4,11 @@ Chosen over DDPM-family schedules because its straight paths sample well in few 
 samples with ~20) and its loss target is simple. Sampling uses diffusers' FlowMatchEulerDiscreteScheduler.
 
     x_t = (1 - s) x0 + s * noise,   s in [0, 1]       (s: sigma, 1 = pure noise)
-    target velocity v = noise - x0                     (dx_t / ds)
+    velocity v = noise - x0 = (x_t - x0) / s           (dx_t / ds)
+
+The network predicts either v directly or the clean sample x0 ("x-prediction", params scheduler.prediction);
+the sampler always integrates v, converting an x0 prediction with the identity above. With x-prediction
+the final Euler step lands exactly on the network's clean estimate, so no residual noise is left behind.
 """
 
 from __future__ import annotations
@@ -33,23 +37,42 @@ class RectifiedFlow:
         s = sigma.view(b, 1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         pred = model(x_t, sigma * self.cfg.num_train_timesteps, text_ids)
-        return F.mse_loss(pred.float(), (noise - x0).float())
+        target = x0 if self.cfg.prediction == "sample" else noise - x0
+        return F.mse_loss(pred.float(), target.float())
+
+    def velocity(
+        self, model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, text_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """The network's velocity estimate at timestep t (B,) = sigma * num_train_timesteps."""
+        out = model(x_t, t, text_ids)
+        if self.cfg.prediction == "velocity":
+            return out
+        sigma = (t / self.cfg.num_train_timesteps).view(-1, *[1] * (x_t.dim() - 1))
+        return (x_t - out) / sigma
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, text_ids: torch.Tensor, null_ids: torch.Tensor, noise: torch.Tensor,
-               steps: int, guidance: float) -> torch.Tensor:
+    def sample(
+        self,
+        model: nn.Module,
+        text_ids: torch.Tensor,
+        null_ids: torch.Tensor,
+        noise: torch.Tensor,
+        steps: int,
+        guidance: float,
+    ) -> torch.Tensor:
         """Euler integration from noise (B, T, C, H, W) at s=1 to data at s=0; returns x0 in about [-1, 1].
 
         Classifier-free guidance: v = v_null + guidance * (v_text - v_null).
         """
-        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.cfg.num_train_timesteps,
-                                                    shift=self.cfg.shift)
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=self.cfg.num_train_timesteps, shift=self.cfg.shift
+        )
         scheduler.set_timesteps(steps)
         x = noise.to(text_ids.device)
         both = torch.cat([null_ids, text_ids]) if guidance != 1.0 else text_ids
         for t in scheduler.timesteps:
             x_in = torch.cat([x, x]) if guidance != 1.0 else x
-            v = model(x_in, t.expand(x_in.shape[0]).to(x.device), both)
+            v = self.velocity(model, x_in, t.expand(x_in.shape[0]).to(x.device), both)
             if guidance != 1.0:
                 v_null, v_text = v.chunk(2)
                 v = v_null + guidance * (v_text - v_null)

@@ -44,7 +44,9 @@ def _features(ref: ReferenceEncoder, videos: np.ndarray) -> tuple[torch.Tensor, 
         return ref.model.video_features(x), ref.model.video_embedding(x)
 
 
-def score_videos(ref: ReferenceEncoder, videos: np.ndarray, prompts: list[str], real_stats) -> dict[str, float]:
+def score_videos(
+    ref: ReferenceEncoder, videos: np.ndarray, prompts: list[str], real_stats
+) -> dict[str, float]:
     feats, emb = _features(ref, videos)
     with torch.no_grad():
         text = ref.model.text_embedding(encode(ref.tokenizer, prompts, ref.model.cfg.max_tokens))
@@ -63,8 +65,10 @@ def caption_match(read_back: list[str], prompts: list[str]) -> float:
     caption. Words every prompt shares ("a", "moves", ...) would score for free, so they do not count."""
     words = [set(p.lower().split()) for p in prompts]
     common = set.intersection(*words)
-    shares = [len((w - common) & set(r.split())) / max(len(w - common), 1) for w, r in zip(words, read_back,
-                                                                                            strict=True)]
+    shares = [
+        len((w - common) & set(r.split())) / max(len(w - common), 1)
+        for w, r in zip(words, read_back, strict=True)
+    ]
     return float(np.mean(shares))
 
 
@@ -75,8 +79,13 @@ def _sample_grid(videos: np.ndarray, per_prompt: int, rows: int) -> np.ndarray:
     return grid.transpose(2, 0, 3, 1, 4, 5).reshape(t, rows * h, per_prompt * w, c)
 
 
-def run(params: Params, registration_path: str | Path, clips_dir: str | Path, captions_dir: str | Path,
-        metrics_path: str | Path) -> dict:
+def run(
+    params: Params,
+    registration_path: str | Path,
+    clips_dir: str | Path,
+    captions_dir: str | Path,
+    metrics_path: str | Path,
+) -> dict:
     cfg = params.evaluate
     reg = json.loads(Path(registration_path).read_text())
     setup(params.mlflow)
@@ -88,26 +97,45 @@ def run(params: Params, registration_path: str | Path, clips_dir: str | Path, ca
     manifest = read_manifest(clips_dir)
     val = manifest[manifest.split == "val"]
     if len(val) < 2:
-        raise ValueError("evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos")
+        raise ValueError(
+            "evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos"
+        )
     real = np.stack(list(load_clips(clips_dir, list(val.clip_id)).values()))
     real_feats, _ = _features(ref, real)
     real_stats = feature_stats(real_feats)
     half = len(real_feats) // 2
-    floor = frechet_distance(*feature_stats(real_feats[:half]), *feature_stats(real_feats[half:])) if half >= 2 else None
+    floor = (
+        frechet_distance(*feature_stats(real_feats[:half]), *feature_stats(real_feats[half:]))
+        if half >= 2
+        else None
+    )
     captions = read_captions(captions_dir).set_index("clip_id").caption
     real_scores = score_videos(ref, real, [captions[c] for c in val.clip_id], real_stats=None)
 
     prompts = read_prompts(cfg.prompts)
     prompt_list = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
     seeds = [cfg.seed + i for i in range(len(prompt_list))]
-    versions = {"candidate": candidate, **({"champion": champion} if champion and champion != candidate else {})}
+    versions = {
+        "candidate": candidate,
+        **({"champion": champion} if champion and champion != candidate else {}),
+    }
 
     protocol = {
-        "extractor": ref.name, "extractor_sha256": ref.sha256, "n_real": len(real), "n_generated": len(prompt_list),
-        "frames": params.clip.num_frames, "resolution": params.clip.size, "prompt_set": cfg.prompts,
-        "prompts": len(prompts), "samples_per_prompt": cfg.samples_per_prompt, "seed": cfg.seed,
-        "sample_steps": params.sample.steps, "guidance": params.sample.guidance,
-        "real_set": "validation split", "candidate_version": candidate, "champion_version": champion,
+        "extractor": ref.name,
+        "extractor_sha256": ref.sha256,
+        "n_real": len(real),
+        "n_generated": len(prompt_list),
+        "frames": params.clip.num_frames,
+        "resolution": params.clip.size,
+        "prompt_set": cfg.prompts,
+        "prompts": len(prompts),
+        "samples_per_prompt": cfg.samples_per_prompt,
+        "seed": cfg.seed,
+        "sample_steps": params.sample.steps,
+        "guidance": params.sample.guidance,
+        "real_set": "validation split",
+        "candidate_version": candidate,
+        "champion_version": champion,
     }
     results: dict[str, dict] = {}
     with mlflow.start_run(run_name=f"evaluate v{candidate}", tags={"stage": "evaluate"}) as run_info:
@@ -120,8 +148,14 @@ def run(params: Params, registration_path: str | Path, clips_dir: str | Path, ca
             videos = generator.generate(prompt_list, seeds)
             results[role] = {"version": version, **score_videos(ref, videos, prompt_list, real_stats)}
             mlflow.log_metrics({f"{role}.{k}": v for k, v in results[role].items() if k != "version"})
-            _log_samples(videos, role, version, cfg.samples_per_prompt, min(cfg.gif_prompts, len(prompts)),
-                         generator.fps)
+            _log_samples(
+                videos,
+                role,
+                version,
+                cfg.samples_per_prompt,
+                min(cfg.gif_prompts, len(prompts)),
+                generator.fps,
+            )
         client = MlflowClient()
         for k, v in results["candidate"].items():
             if k != "version":
@@ -132,8 +166,14 @@ def run(params: Params, registration_path: str | Path, clips_dir: str | Path, ca
             if k != "version":
                 client.log_metric(reg["run_id"], k, v)
 
-    report = {"model_name": name, "eval_run_id": run_info.info.run_id, "protocol": protocol, "real": real_scores,
-              "real_fvd_ref_split_half": floor, **results}
+    report = {
+        "model_name": name,
+        "eval_run_id": run_info.info.run_id,
+        "protocol": protocol,
+        "real": real_scores,
+        "real_fvd_ref_split_half": floor,
+        **results,
+    }
     write_json_atomic(metrics_path, report)
     return report
 

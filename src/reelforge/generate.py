@@ -17,8 +17,15 @@ GENERATION_CONFIG = "generation.json"
 
 
 class VideoGenerator:
-    def __init__(self, model: TextToVideoModel, tokenizer, scheduler: SchedulerConfig, fps: float,
-                 default_steps: int, default_guidance: float):
+    def __init__(
+        self,
+        model: TextToVideoModel,
+        tokenizer,
+        scheduler: SchedulerConfig,
+        fps: float,
+        default_steps: int,
+        default_guidance: float,
+    ):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.flow = RectifiedFlow(scheduler)
@@ -29,15 +36,27 @@ class VideoGenerator:
     def from_dir(cls, model_dir: str | Path) -> VideoGenerator:
         model_dir = Path(model_dir)
         gen = json.loads((model_dir / GENERATION_CONFIG).read_text())
-        return cls(TextToVideoModel.from_pretrained(model_dir), load_tokenizer(model_dir / "tokenizer.json"),
-                   SchedulerConfig(**gen["scheduler"]), gen["fps"], gen["steps"], gen["guidance"])
+        return cls(
+            TextToVideoModel.from_pretrained(model_dir),
+            load_tokenizer(model_dir / "tokenizer.json"),
+            SchedulerConfig(**gen["scheduler"]),
+            gen["fps"],
+            gen["steps"],
+            gen["guidance"],
+        )
 
     @property
     def num_frames(self) -> int:
         return self.model.cfg.num_frames
 
-    def generate(self, prompts: list[str], seeds: list[int], num_frames: int | None = None,
-                 steps: int | None = None, guidance: float | None = None) -> np.ndarray:
+    def generate(
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        num_frames: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+    ) -> np.ndarray:
         """(B, T, H, W, 3) uint8. Each video's noise comes from its own seed, so a result does not depend on
         which other prompts share its batch."""
         cfg = self.model.cfg
@@ -46,7 +65,13 @@ class VideoGenerator:
         null = torch.full_like(ids, PAD_ID)
         shape = (1, t, cfg.channels, cfg.height, cfg.width)
         noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-        x = self.flow.sample(self.model, ids, null, torch.cat(noise), steps or self.default_steps,
-                             self.default_guidance if guidance is None else guidance)
+        x = self.flow.sample(
+            self.model,
+            ids,
+            null,
+            torch.cat(noise),
+            steps or self.default_steps,
+            self.default_guidance if guidance is None else guidance,
+        )
         frames = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, T, C, H, W)
         return frames.permute(0, 1, 3, 4, 2).numpy()  # (B, T, H, W, C)

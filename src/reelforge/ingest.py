@@ -52,13 +52,24 @@ def detect_cuts(thumbs: np.ndarray, threshold: float) -> list[int]:
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
     s = frame.shape[0] // DETECT_SIZE
-    return frame if s <= 1 else frame[: s * DETECT_SIZE, : s * DETECT_SIZE].reshape(
-        DETECT_SIZE, s, DETECT_SIZE, s, 3).mean(axis=(1, 3))
+    return (
+        frame
+        if s <= 1
+        else frame[: s * DETECT_SIZE, : s * DETECT_SIZE]
+        .reshape(DETECT_SIZE, s, DETECT_SIZE, s, 3)
+        .mean(axis=(1, 3))
+    )
 
 
-def cut_clips(times: np.ndarray, frames: np.ndarray, cuts: list[int], src_fps: float, clip: ClipConfig,
-              max_clips_per_shot: int) -> list[tuple[float, float, np.ndarray]]:
-    """Resample each shot to clip.fps and cut consecutive clips of clip.num_frames; a clip never spans a cut."""
+def cut_clips(
+    times: np.ndarray,
+    frames: np.ndarray,
+    cuts: list[int],
+    src_fps: float,
+    clip: ClipConfig,
+    max_clips_per_shot: int,
+) -> list[tuple[float, float, np.ndarray]]:
+    """Resample each shot to clip.fps; cut consecutive clips of clip.num_frames. A clip never spans a cut."""
     out = []
     bounds = cuts + [len(frames)]
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
@@ -101,12 +112,27 @@ def process_video(path: Path, input_root: Path, clip: ClipConfig, cfg: IngestCon
     rows = []
     for start_s, end_s, clip_frames in pieces:
         clip_id = hashlib.sha256(clip_frames.tobytes()).hexdigest()[:16]  # content hash: deterministic
-        rows.append(({
-            "clip_id": clip_id, "source_path": rel, "start_s": round(start_s, 4), "end_s": round(end_s, 4),
-            "num_frames": clip.num_frames, "fps": clip.fps, "width": clip.size, "height": clip.size,
-            "caption": caption, "num_shots_in_source": len(cuts), "source_fps": round(src_fps, 3),
-            "source_width": info.width, "source_height": info.height, "source_codec": info.codec,
-        }, clip_frames))
+        rows.append(
+            (
+                {
+                    "clip_id": clip_id,
+                    "source_path": rel,
+                    "start_s": round(start_s, 4),
+                    "end_s": round(end_s, 4),
+                    "num_frames": clip.num_frames,
+                    "fps": clip.fps,
+                    "width": clip.size,
+                    "height": clip.size,
+                    "caption": caption,
+                    "num_shots_in_source": len(cuts),
+                    "source_fps": round(src_fps, 3),
+                    "source_width": info.width,
+                    "source_height": info.height,
+                    "source_codec": info.codec,
+                },
+                clip_frames,
+            )
+        )
     return VideoOutcome(rel, rows)
 
 
@@ -117,8 +143,13 @@ def assign_splits(sources: list[str], val_fraction: float) -> dict[str, str]:
     return {s: ("val" if i < n_val else "train") for i, s in enumerate(ranked)}
 
 
-def run(cfg: IngestConfig, clip: ClipConfig, input_dir: str | Path, output_dir: str | Path,
-        summary_path: str | Path) -> IngestResult:
+def run(
+    cfg: IngestConfig,
+    clip: ClipConfig,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    summary_path: str | Path,
+) -> IngestResult:
     input_dir = Path(input_dir).resolve()
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input directory {input_dir} does not exist")
@@ -140,18 +171,29 @@ def run(cfg: IngestConfig, clip: ClipConfig, input_dir: str | Path, output_dir: 
                 if row["clip_id"] in seen:  # identical pixels twice: keep one
                     continue
                 seen.add(row["clip_id"])
-                rows.append({**row, "split": splits[o.source_path], "shard": writer.write(row["clip_id"], frames)})
+                rows.append(
+                    {**row, "split": splits[o.source_path], "shard": writer.write(row["clip_id"], frames)}
+                )
         writer.close()
         manifest = pd.DataFrame(rows)
-        rejects = pd.DataFrame([{"source_path": o.source_path, "reason": o.reject_reason, "stage": "ingest"}
-                                for o in outcomes if o.reject_reason], columns=["source_path", "reason", "stage"])
+        rejects = pd.DataFrame(
+            [
+                {"source_path": o.source_path, "reason": o.reject_reason, "stage": "ingest"}
+                for o in outcomes
+                if o.reject_reason
+            ],
+            columns=["source_path", "reason", "stage"],
+        )
         manifest.to_parquet(out / MANIFEST, index=False)
         rejects.to_parquet(out / REJECTS, index=False)
 
     reasons = Counter(r.split(":")[0] for r in rejects.reason)
     summary = {
-        "inputs": len(videos), "clips": len(manifest), "rejects": len(rejects),
-        "rejects_by_reason": dict(reasons), "source_videos_with_clips": len(splits),
+        "inputs": len(videos),
+        "clips": len(manifest),
+        "rejects": len(rejects),
+        "rejects_by_reason": dict(reasons),
+        "source_videos_with_clips": len(splits),
         "clip_hours": round(len(manifest) * clip.duration_s / 3600, 4),
         "train_clips": int((manifest.split == "train").sum()) if len(manifest) else 0,
         "val_clips": int((manifest.split == "val").sum()) if len(manifest) else 0,

@@ -11,7 +11,9 @@ from scipy import linalg
 
 
 def _f64(x) -> np.ndarray:
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    return (
+        x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    )
 
 
 def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:

@@ -29,10 +29,16 @@ class ModelSize:
 
 MODEL_SIZES: dict[str, ModelSize] = {
     # ~0.5M backbone params; ~1 s per batch of 16 at 16x32x32 on 2 CPU cores.
-    "tiny": ModelSize(layers=4, heads=4, head_dim=16, patch_size=4, time_embed_dim=64, text_dim=64, text_layers=2),
-    "small": ModelSize(layers=8, heads=8, head_dim=32, patch_size=2, time_embed_dim=256, text_dim=256, text_layers=4),
+    "tiny": ModelSize(
+        layers=4, heads=4, head_dim=16, patch_size=4, time_embed_dim=64, text_dim=64, text_layers=2
+    ),
+    "small": ModelSize(
+        layers=8, heads=8, head_dim=32, patch_size=2, time_embed_dim=256, text_dim=256, text_layers=4
+    ),
     # CogVideoX-2B-like width/depth, for GPU nodes (latent space).
-    "base": ModelSize(layers=30, heads=30, head_dim=64, patch_size=2, time_embed_dim=512, text_dim=768, text_layers=6),
+    "base": ModelSize(
+        layers=30, heads=30, head_dim=64, patch_size=2, time_embed_dim=512, text_dim=768, text_layers=6
+    ),
 }
 
 
@@ -58,14 +64,25 @@ class TextToVideoModel(nn.Module):
         super().__init__()
         d = cfg.dims
         if cfg.height % d.patch_size or cfg.width % d.patch_size:
-            raise ValueError(f"clip size {cfg.height}x{cfg.width} must be divisible by patch_size {d.patch_size}")
+            raise ValueError(
+                f"clip size {cfg.height}x{cfg.width} must be divisible by patch_size {d.patch_size}"
+            )
         self.cfg = cfg
         self.text_encoder = TextEncoder(cfg.vocab_size, cfg.max_text_tokens, d.text_dim, d.text_layers)
         self.backbone = CogVideoXTransformer3DModel(
-            num_attention_heads=d.heads, attention_head_dim=d.head_dim, in_channels=cfg.channels,
-            out_channels=cfg.channels, time_embed_dim=d.time_embed_dim, text_embed_dim=d.text_dim,
-            num_layers=d.layers, sample_width=cfg.width, sample_height=cfg.height, sample_frames=cfg.num_frames,
-            patch_size=d.patch_size, temporal_compression_ratio=1, max_text_seq_length=cfg.max_text_tokens,
+            num_attention_heads=d.heads,
+            attention_head_dim=d.head_dim,
+            in_channels=cfg.channels,
+            out_channels=cfg.channels,
+            time_embed_dim=d.time_embed_dim,
+            text_embed_dim=d.text_dim,
+            num_layers=d.layers,
+            sample_width=cfg.width,
+            sample_height=cfg.height,
+            sample_frames=cfg.num_frames,
+            patch_size=d.patch_size,
+            temporal_compression_ratio=1,
+            max_text_seq_length=cfg.max_text_tokens,
         )
 
     def forward(self, x_t: torch.Tensor, timestep: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:

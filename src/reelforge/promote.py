@@ -1,8 +1,9 @@
 """Promote stage: move the `champion` alias to the candidate only when the gates in params pass.
 
-Gates (params.promote): absolute ones every candidate must clear, then — when a champion exists — the
-candidate must beat it on fvd_ref and not trail it on clip_score_ref by more than a tolerance. Both were
-scored in the same evaluation run, on the same prompts, seeds and reference encoder.
+Gates (params.promote): absolute ones every candidate must clear (ratios to the real validation clips),
+then — when a champion exists — the candidate must beat it on fvd_ref and not trail it on clip_score_ref
+by more than a tolerance. Both were scored in the same evaluation run, on the same prompts, seeds and
+reference encoder.
 """
 
 from __future__ import annotations
@@ -17,25 +18,38 @@ from reelforge.config import MlflowConfig, PromoteConfig
 from reelforge.tracking import champion_version, setup
 
 
-def decide(cfg: PromoteConfig, candidate: dict, champion: dict | None) -> list[str]:
-    """Reasons the candidate fails; an empty list means promote."""
+def decide(cfg: PromoteConfig, report: dict) -> list[str]:
+    """Reasons the candidate in an evaluation report fails; an empty list means promote."""
+    candidate, champion = report["candidate"], report.get("champion")
+    floor, real_score = report["real_fvd_ref_split_half"], report["real"]["clip_score_ref"]
     failures = []
-    if not candidate["fvd_ref"] < cfg.max_fvd_ref:
-        failures.append(f"fvd_ref {candidate['fvd_ref']:.3f} >= promote.max_fvd_ref {cfg.max_fvd_ref}")
-    if not candidate["clip_score_ref"] >= cfg.min_clip_score_ref:
-        failures.append(f"clip_score_ref {candidate['clip_score_ref']:.3f} < promote.min_clip_score_ref "
-                        f"{cfg.min_clip_score_ref}")
+    if floor is not None and not candidate["fvd_ref"] <= cfg.max_fvd_ref_ratio * floor:
+        failures.append(
+            f"fvd_ref {candidate['fvd_ref']:.3f} > promote.max_fvd_ref_ratio {cfg.max_fvd_ref_ratio} "
+            f"x real split-half floor {floor:.3f}"
+        )
+    if not candidate["clip_score_ref"] >= cfg.min_clip_score_ref_ratio * real_score:
+        failures.append(
+            f"clip_score_ref {candidate['clip_score_ref']:.3f} < promote.min_clip_score_ref_ratio "
+            f"{cfg.min_clip_score_ref_ratio} x real clips' {real_score:.3f}"
+        )
     if champion is not None:
         if not candidate["fvd_ref"] < champion["fvd_ref"] - cfg.min_fvd_ref_gain:
-            failures.append(f"fvd_ref {candidate['fvd_ref']:.3f} does not beat champion v{champion['version']}'s "
-                            f"{champion['fvd_ref']:.3f} by promote.min_fvd_ref_gain {cfg.min_fvd_ref_gain}")
+            failures.append(
+                f"fvd_ref {candidate['fvd_ref']:.3f} does not beat champion v{champion['version']}'s "
+                f"{champion['fvd_ref']:.3f} by promote.min_fvd_ref_gain {cfg.min_fvd_ref_gain}"
+            )
         if candidate["clip_score_ref"] < champion["clip_score_ref"] - cfg.clip_score_ref_tolerance:
-            failures.append(f"clip_score_ref {candidate['clip_score_ref']:.3f} trails champion's "
-                            f"{champion['clip_score_ref']:.3f} by more than {cfg.clip_score_ref_tolerance}")
+            failures.append(
+                f"clip_score_ref {candidate['clip_score_ref']:.3f} trails champion's "
+                f"{champion['clip_score_ref']:.3f} by more than {cfg.clip_score_ref_tolerance}"
+            )
     return failures
 
 
-def run(cfg: PromoteConfig, mlflow_cfg: MlflowConfig, evaluation_path: str | Path, decision_path: str | Path) -> dict:
+def run(
+    cfg: PromoteConfig, mlflow_cfg: MlflowConfig, evaluation_path: str | Path, decision_path: str | Path
+) -> dict:
     setup(mlflow_cfg)
     report = json.loads(Path(evaluation_path).read_text())
     name, candidate = report["model_name"], report["candidate"]
@@ -45,14 +59,18 @@ def run(cfg: PromoteConfig, mlflow_cfg: MlflowConfig, evaluation_path: str | Pat
             f"the champion moved to v{champion_now} after evaluation compared against "
             f"v{report['protocol']['champion_version']}; re-run evaluation (dvc repro -f evaluate)"
         )
-    failures = decide(cfg, candidate, report.get("champion"))
+    failures = decide(cfg, report)
     promoted = not failures
     if promoted:
         MlflowClient().set_registered_model_alias(name, cfg.alias, candidate["version"])
     decision = {
-        "model_name": name, "candidate_version": candidate["version"], "champion_before": champion_now,
-        "champion_after": candidate["version"] if promoted else champion_now, "promoted": promoted,
-        "failures": failures, "eval_run_id": report["eval_run_id"],
+        "model_name": name,
+        "candidate_version": candidate["version"],
+        "champion_before": champion_now,
+        "champion_after": candidate["version"] if promoted else champion_now,
+        "promoted": promoted,
+        "failures": failures,
+        "eval_run_id": report["eval_run_id"],
     }
     write_json_atomic(decision_path, decision)
     return decision

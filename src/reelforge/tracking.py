@@ -27,11 +27,12 @@ def tracking_uri(cfg: MlflowConfig, project_root: str | Path | None = None) -> s
 def setup(cfg: MlflowConfig, project_root: str | Path | None = None) -> str:
     """Point MLflow at the store and make sure the experiment exists with an absolute artifact location."""
     uri = tracking_uri(cfg, project_root)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)  # note: this also exports MLFLOW_TRACKING_URI
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(cfg.experiment) is None:
+        # A local SQLite store keeps artifacts in the project; a tracking server decides its own root.
         root = Path(project_root or Path.cwd()).resolve()
-        location = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
+        location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
         try:
             mlflow.create_experiment(cfg.experiment, artifact_location=location)
         except MlflowException:  # created by a concurrent process meanwhile
@@ -55,7 +56,9 @@ def version_metrics(name: str, version: str) -> dict[str, float]:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
         return "unknown"
 

@@ -50,7 +50,9 @@ class TextToVideoModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x0, ids = batch  # (B, T, C, H, W), (B, L)
-        drop = torch.rand(len(ids), device=ids.device) < self.cfg.caption_dropout  # CFG: learn the null prompt
+        drop = (
+            torch.rand(len(ids), device=ids.device) < self.cfg.caption_dropout
+        )  # CFG: learn the null prompt
         ids = torch.where(drop[:, None], torch.full_like(ids, PAD_ID), ids)
         loss = self.flow.training_loss(self.model, x0, ids)
         now = time.perf_counter()
@@ -94,35 +96,62 @@ def build_dataset(clips_dir: Path, captions_dir: Path, max_tokens: int):
     return TensorDataset(x0, encode(tok, texts, max_tokens)), tok
 
 
-def run(params: Params, clips_dir: str | Path, captions_dir: str | Path, model_dir: str | Path,
-        registration_path: str | Path) -> TrainResult | None:
+def run(
+    params: Params,
+    clips_dir: str | Path,
+    captions_dir: str | Path,
+    model_dir: str | Path,
+    registration_path: str | Path,
+) -> TrainResult | None:
     cfg, clip = params.train, params.clip
     clips_dir, captions_dir = Path(clips_dir), Path(captions_dir)
     L.seed_everything(cfg.seed, workers=True)
     dataset, tok = build_dataset(clips_dir, captions_dir, max_tokens=cfg.max_text_tokens)
-    model_cfg = ModelConfig(size=cfg.model_size, num_frames=clip.num_frames, height=clip.size, width=clip.size,
-                            channels=3, vocab_size=tok.get_vocab_size(), max_text_tokens=cfg.max_text_tokens)
+    model_cfg = ModelConfig(
+        size=cfg.model_size,
+        num_frames=clip.num_frames,
+        height=clip.size,
+        width=clip.size,
+        channels=3,
+        vocab_size=tok.get_vocab_size(),
+        max_text_tokens=cfg.max_text_tokens,
+    )
     module = TextToVideoModule(model_cfg, params)
 
     uri = setup(params.mlflow)
-    logger = MLFlowLogger(experiment_name=params.mlflow.experiment, tracking_uri=uri, run_name="train",
-                          tags={"stage": "train", "git_commit": git_commit()})
-    trainer = L.Trainer(
-        max_steps=cfg.steps, accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision,
-        gradient_clip_val=cfg.grad_clip, logger=logger, log_every_n_steps=cfg.log_every_n_steps,
-        enable_checkpointing=False, enable_model_summary=False, deterministic=False,
+    logger = MLFlowLogger(
+        experiment_name=params.mlflow.experiment,
+        tracking_uri=uri,
+        run_name="train",
+        tags={"stage": "train", "git_commit": git_commit()},
     )
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size)
+    trainer = L.Trainer(
+        max_steps=cfg.steps,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        gradient_clip_val=cfg.grad_clip,
+        logger=logger,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size
+    )
     if trainer.is_global_zero:
-        logger.log_hyperparams({
-            **{f"train.{k}": v for k, v in cfg.model_dump().items()},
-            **{f"clip.{k}": v for k, v in clip.model_dump().items()},
-            **{f"scheduler.{k}": v for k, v in params.scheduler.model_dump().items()},
-            "model.parameters": sum(p.numel() for p in module.model.parameters()),
-            "data.train_clips": len(dataset),
-            "data.manifest_sha256": _file_sha256(clips_dir / MANIFEST),
-            "data.captions_sha256": _file_sha256(captions_dir / CAPTIONS),
-        })
+        logger.log_hyperparams(
+            {
+                **{f"train.{k}": v for k, v in cfg.model_dump().items()},
+                **{f"clip.{k}": v for k, v in clip.model_dump().items()},
+                **{f"scheduler.{k}": v for k, v in params.scheduler.model_dump().items()},
+                "model.parameters": sum(p.numel() for p in module.model.parameters()),
+                "data.train_clips": len(dataset),
+                "data.manifest_sha256": _file_sha256(clips_dir / MANIFEST),
+                "data.captions_sha256": _file_sha256(captions_dir / CAPTIONS),
+            }
+        )
     t0 = time.perf_counter()
     trainer.fit(module, loader)
     train_seconds = time.perf_counter() - t0
@@ -133,19 +162,38 @@ def run(params: Params, clips_dir: str | Path, captions_dir: str | Path, model_d
     with atomic_dir(model_dir) as out:
         module.model.save_pretrained(out)
         tok.save(str(out / "tokenizer.json"))
-        (out / GENERATION_CONFIG).write_text(json.dumps({
-            "scheduler": params.scheduler.model_dump(), "fps": clip.fps,
-            "steps": params.sample.steps, "guidance": params.sample.guidance,
-        }, indent=2))
+        (out / GENERATION_CONFIG).write_text(
+            json.dumps(
+                {
+                    "scheduler": params.scheduler.model_dump(),
+                    "fps": clip.fps,
+                    "steps": params.sample.steps,
+                    "guidance": params.sample.guidance,
+                },
+                indent=2,
+            )
+        )
     with mlflow.start_run(run_id=logger.run_id):
         mlflow.log_metrics({"final_loss": final_loss, "train_seconds": train_seconds})
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=TextToVideoPyfunc(), artifacts={"generator": str(Path(model_dir).resolve())},
-            registered_model_name=cfg.registered_model_name, pip_requirements=["reelforge"],
+            name="model",
+            python_model=TextToVideoPyfunc(),
+            artifacts={"generator": str(Path(model_dir).resolve())},
+            registered_model_name=cfg.registered_model_name,
+            pip_requirements=["reelforge"],
         )
-    result = TrainResult(logger.run_id, cfg.registered_model_name, str(info.registered_model_version), final_loss)
-    write_json_atomic(registration_path, {
-        "run_id": result.run_id, "model_name": result.model_name, "version": result.version,
-        "final_loss": final_loss, "train_seconds": round(train_seconds, 1), "tracking_uri": uri,
-    })
+    result = TrainResult(
+        logger.run_id, cfg.registered_model_name, str(info.registered_model_version), final_loss
+    )
+    write_json_atomic(
+        registration_path,
+        {
+            "run_id": result.run_id,
+            "model_name": result.model_name,
+            "version": result.version,
+            "final_loss": final_loss,
+            "train_seconds": round(train_seconds, 1),
+            "tracking_uri": uri,
+        },
+    )
     return result

@@ -37,7 +37,9 @@ def probe(path: str | Path) -> Probe:
             duration = container.duration / av.time_base
         else:
             duration = 0.0
-        return Probe(duration, fps, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name)
+        return Probe(
+            duration, fps, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name
+        )
 
 
 def _fit_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -74,7 +76,9 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf)}
         for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -83,9 +87,13 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:
 
 def encode_gif(frames: np.ndarray, fps: float, scale: int = 1) -> bytes:
     """(T, H, W, 3) uint8 -> looping GIF bytes (the MLflow UI previews GIFs inline, not MP4)."""
-    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
+    images = [
+        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames
+    ]
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    images[0].save(
+        buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+    )
     return buf.getvalue()
 
 
