@@ -51,7 +51,7 @@ def snapshot_raw(project: Path) -> str:
         raise FileNotFoundError(
             f"{project / RAW_DIR} does not exist: put videos there (or run `make demo-data`)"
         )
-    _dvc(project, "add", "--quiet", RAW_DIR)
+    _dvc(project, "add", RAW_DIR)
     return re.search(r"md5: (\S+)", (project / f"{RAW_DIR}.dvc").read_text()).group(1)
 
 

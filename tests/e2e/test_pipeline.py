@@ -1,0 +1,146 @@
+"""The whole flow, as a user runs it: a temp Git repo, real DVC, Prefect, MLflow (SQLite), Ray Serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from reelforge.config import ClipConfig, IngestConfig
+from tests.conftest import REPO, expected_clips
+
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    "evaluation",
+    "src",
+    "serving",
+    "flows",
+]
+PORT, RAY_PORT = 8123, 6391
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PREFECT_HOME": str(cwd / ".prefect"),
+    }
+    for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        env.pop(var, None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    proj = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, proj / name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["caption"]["steps"] = 120
+    params["train"].update(steps=20, log_every_n_steps=5)
+    params["sample"]["steps"] = 4
+    params["evaluate"].update(samples_per_prompt=1, gif_prompts=2)
+    params["promote"].update(
+        max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0
+    )  # a 20-step model, gates open
+    params["serve"].update(port=PORT, ray_port=RAY_PORT)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(proj, "git", "init", "-q")
+    sh(proj, "git", "add", "-A")
+    sh(proj, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "project")
+    sh(proj, "reelforge", "demo-data", "data/raw", "--videos", "10", "--seed", "5")  # DVC, not Git, tracks it
+    first = sh(proj, "reelforge", "run")
+    yield proj, first
+    sh(proj, "reelforge", "serve", "stop", check=False)
+
+
+def test_ingest_outputs_match_ground_truth(project):
+    proj, _ = project
+    truth = json.loads((proj / "data/raw/ground_truth.json").read_text())
+    manifest = pd.read_parquet(proj / "data/clips/manifest.parquet")
+    assert manifest.groupby("source_path").size().to_dict() == expected_clips(
+        truth, ClipConfig(), IngestConfig().max_clips_per_shot
+    )
+    rejects = pd.read_parquet(proj / "data/clips/rejects.parquet")
+    assert set(rejects.source_path) == {v["file"] for v in truth["videos"] if v["kind"] == "broken"}
+
+
+def test_every_clip_has_a_caption(project):
+    proj, _ = project
+    manifest = pd.read_parquet(proj / "data/clips/manifest.parquet")
+    captions = pd.read_parquet(proj / "data/captions/captions.parquet")
+    assert set(captions.clip_id) == set(manifest.clip_id)
+    assert captions.caption.str.strip().str.len().min() > 0
+    assert {"given", "model"} == set(captions.caption_source)
+
+
+def test_champion_registered_with_metrics_in_mlflow(project):
+    proj, _ = project
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{proj / 'mlflow.db'}")
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("reelforge-t2v", "champion")
+    assert str(champion.version) == "1"
+    assert {"metric.fvd_ref", "metric.clip_score_ref", "metric.caption_match_ref"} <= set(champion.tags)
+    eval_run = client.get_run(champion.tags["eval_run_id"])
+    assert "candidate.fvd_ref" in eval_run.data.metrics
+    assert eval_run.data.params["protocol.extractor"].startswith("reelforge-ref-")
+    artifacts = {a.path for a in client.list_artifacts(eval_run.info.run_id, "samples")}
+    assert {"samples/candidate_v1.gif", "samples/candidate_v1.mp4"} <= artifacts
+    train_run = client.get_run(champion.run_id)
+    assert "loss" in train_run.data.metrics and "data.manifest_sha256" in train_run.data.params
+
+
+def test_endpoint_serves_the_champion(project):
+    from reelforge.video import decode_bytes
+
+    url = f"http://127.0.0.1:{PORT}"
+    r = httpx.post(
+        f"{url}/v1/generate",
+        json={"prompt": "a red circle moves left over a black background", "num_frames": 8, "seed": 3},
+        timeout=120,
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert decode_bytes(r.content).shape[0] == 8
+    assert httpx.get(f"{url}/v1/model").json()["version"] == "1"
+    bad = httpx.post(f"{url}/v1/generate", json={"prompt": "", "steps": 3}, timeout=30)
+    assert bad.status_code == 422 and "prompt is empty" in bad.text
+    assert httpx.post(f"{url}/v1/generate", content=b"{not json", timeout=30).status_code == 422
+
+
+def test_second_run_changes_nothing(project):
+    proj, first = project
+    assert first.stdout.count(" ran ") == 5, first.stdout
+    second = sh(proj, "reelforge", "run")
+    assert second.stdout.count("up to date") == 5, second.stdout
+    assert "Data and pipelines are up to date" in sh(proj, "dvc", "status").stdout
+    status = sh(proj, "reelforge", "status").stdout
+    assert "champion: reelforge-t2v v1" in status and "up, serving v1" in status
