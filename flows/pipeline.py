@@ -79,3 +79,13 @@ def pipeline(project: str = ".", serve: bool = True) -> dict:
     stages = [repro(root, s) for s in STAGES]  # sequential: each waits for the one before
     served = serve_champion(root) if serve else None
     return {"data_version": data_version, "stages": stages, "served": served}
+
+
+def scheduled_deployment(project: str, cron: str):
+    """The pipeline as a Prefect deployment on a cron schedule (served by `reelforge schedule`)."""
+    return pipeline.to_deployment(
+        name="reelforge-scheduled",
+        cron=cron,
+        parameters={"project": str(Path(project).resolve()), "serve": True},
+        description="Raw videos -> served text-to-video model, on a schedule.",
+    )

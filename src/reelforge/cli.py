@@ -171,6 +171,27 @@ def run(
         _print_curl(_params(project / "params.yaml", None))
 
 
+@app.command()
+def schedule(
+    cron: str = typer.Option("0 3 * * *", help="Cron expression (UTC)."),
+    project: Path = typer.Option(Path("."), help="Project root."),
+) -> None:
+    """Run the pipeline on a cron schedule. Needs a Prefect server (`prefect server start`) and
+    PREFECT_API_URL pointing at it; this process then executes the scheduled runs until stopped."""
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print(
+            "[red]PREFECT_API_URL is not set.[/red] Schedules need a Prefect server: run "
+            "`prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`."
+        )
+        raise typer.Exit(2)
+    _params(project / "params.yaml", None)
+    from prefect import serve
+
+    from flows.pipeline import scheduled_deployment
+
+    serve(scheduled_deployment(str(project), cron))
+
+
 def _print_curl(p: Params) -> None:
     from reelforge.deploy import endpoint
 

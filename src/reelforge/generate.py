@@ -58,7 +58,7 @@ class VideoGenerator:
         guidance: float | None = None,
     ) -> np.ndarray:
         """(B, T, H, W, 3) uint8. Each video's noise comes from its own seed, so a result does not depend on
-        which other prompts share its batch."""
+        which other prompts share its batch (beyond float rounding in batched matmuls)."""
         cfg = self.model.cfg
         t = num_frames or cfg.num_frames
         ids = encode(self.tokenizer, prompts, cfg.max_text_tokens)  # (B, L)
