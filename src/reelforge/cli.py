@@ -252,6 +252,8 @@ def status(params: ParamsOpt = Path("params.yaml")) -> None:
         console.print("champion: none yet")
     live = endpoint_status(p)
     console.print(f"endpoint {endpoint(p)}: " + (f"up, serving v{live['version']}" if live else "down"))
+    if live:
+        _print_curl(p)
 
 
 @app.command()
