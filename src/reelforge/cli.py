@@ -168,7 +168,9 @@ def run(
     for s in result["stages"]:
         console.print(f"  {s['stage']:<9} {'ran' if s['ran'] else 'up to date':<11} {s['seconds']:>7.1f}s")
     if result["served"]:
-        _print_curl(_params(project / "params.yaml", None))
+        served = result["served"]
+        console.print(f"serving {served['model_name']} v{served['version']} at {served['url']} "
+                      "(`reelforge status` shows how to call it)")
 
 
 @app.command()
