@@ -169,8 +169,10 @@ def run(
         console.print(f"  {s['stage']:<9} {'ran' if s['ran'] else 'up to date':<11} {s['seconds']:>7.1f}s")
     if result["served"]:
         served = result["served"]
-        console.print(f"serving {served['model_name']} v{served['version']} at {served['url']} "
-                      "(`reelforge status` shows how to call it)")
+        console.print(
+            f"serving {served['model_name']} v{served['version']} at {served['url']} "
+            "(`reelforge status` shows how to call it)"
+        )
 
 
 @app.command()
