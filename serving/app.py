@@ -1,8 +1,11 @@
 """Ray Serve application: a FastAPI ingress around `VideoGenerator` (the same inference path evaluation uses).
 
-The deployment's `user_config` names the resolved model version (not just `@champion`), so a promotion
-changes the config and Serve calls `reconfigure` in place: the new version is loaded beside the old one and
-the reference swapped only when it is ready, so requests keep being served during the swap.
+The deployment's `user_config` names the resolved model version (not just `@champion`), so what a replica
+serves is explicit and a promotion is a config change. `reelforge serve deploy` (a new driver each time)
+makes Serve start a replica with the new config and retire the old one once the new one is healthy:
+requests keep being served across a promotion (the e2e test checks this under load). When Serve does call
+`reconfigure` on a live replica, the new version is loaded beside the old and the reference swapped only
+once it is ready.
 
 No `from __future__ import annotations` here: FastAPI must see real types through Serve's class ingress.
 """

@@ -144,3 +144,53 @@ def test_second_run_changes_nothing(project):
     assert "Data and pipelines are up to date" in sh(proj, "dvc", "status").stdout
     status = sh(proj, "reelforge", "status").stdout
     assert "champion: reelforge-t2v v1" in status and "up, serving v1" in status
+
+
+def test_promotion_swaps_the_served_version_without_failed_requests(project):
+    """Register a second version, move the alias, redeploy while a client keeps calling: no request fails."""
+    import threading
+
+    proj, _ = project
+    sh(
+        proj,
+        "reelforge",
+        "train",
+        "--clips",
+        "data/clips",
+        "--captions",
+        "data/captions",
+        "--output",
+        str(proj / "scratch/t2v"),
+        "--registration",
+        str(proj / "scratch/registration.json"),
+        "--set",
+        "train.steps=2",
+    )
+    sh(
+        proj,
+        sys.executable,
+        "-c",
+        "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+        "mlflow.MlflowClient().set_registered_model_alias('reelforge-t2v', 'champion', '2')",
+    )
+    seen: list[tuple[int, str | None]] = []
+    done = threading.Event()
+
+    def client() -> None:
+        while not done.is_set():
+            r = httpx.post(
+                f"http://127.0.0.1:{PORT}/v1/generate",
+                json={"prompt": "a red circle", "steps": 1},
+                timeout=60,
+            )
+            seen.append((r.status_code, r.headers.get("x-model-version")))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        sh(proj, "reelforge", "serve", "deploy")
+    finally:
+        done.set()
+        thread.join(timeout=120)
+    assert seen and all(code == 200 for code, _ in seen), seen
+    assert seen[0][1] == "1" and httpx.get(f"http://127.0.0.1:{PORT}/v1/model").json()["version"] == "2"
