@@ -69,7 +69,8 @@ def deploy(params: Params, project_root: str | Path | None = None, wait_s: float
     version = champion_version(name, params.promote.alias)
     if version is None:
         raise RuntimeError(
-            f"model {name!r} has no {params.promote.alias!r} alias yet; run the pipeline first"
+            f"model {name!r} has no {params.promote.alias!r} alias: no version has passed the promotion "
+            "gates yet (reports/promotion.json says why; the gates are params.yaml promote.*)"
         )
     import serving
 
