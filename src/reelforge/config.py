@@ -110,6 +110,12 @@ class EvaluateConfig(Section):
     samples_per_prompt: int = Field(2, ge=1)
     seed: int = 1234
     gif_prompts: int = Field(4, ge=0, description="Prompts whose samples are logged as GIF/MP4.")
+    i3d_path: str | None = Field(
+        None,
+        description="Local Kinetics-400 I3D TorchScript file; adds the standard `fvd` metric "
+        "(env REELFORGE_I3D_PATH overrides).",
+    )
+    bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for 95% intervals (0: none).")
 
 
 class PromoteConfig(Section):
@@ -164,6 +170,15 @@ class Params(Section):
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> Params:
+        if self.evaluate.i3d_path and self.clip.num_frames < 10:
+            raise ValueError(
+                "evaluate.i3d_path is set but clip.num_frames < 10: I3D needs at least 10 frames "
+                "(16 is the standard FVD protocol); raise clip.num_frames"
+            )
+        return self
 
 
 class ConfigError(ValueError):

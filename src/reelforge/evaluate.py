@@ -13,7 +13,9 @@ logged with that encoder's sha256 — never under the names of the standard I3D-
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -25,7 +27,8 @@ from reelforge.caption import CAPTIONER_DIR, read_captions
 from reelforge.captioner import ReferenceEncoder, frames_to_tensor, load_captioner
 from reelforge.clips import load_clips, read_manifest, write_json_atomic
 from reelforge.config import Params
-from reelforge.metrics import clip_style_score, feature_stats, frechet_distance
+from reelforge.extractors import I3DFeatures
+from reelforge.metrics import bootstrap_fd, bootstrap_mean, clip_style_score, feature_stats, frechet_distance
 from reelforge.text import decode, encode
 from reelforge.tracking import champion_version, load_generator, setup
 from reelforge.video import encode_gif, encode_mp4
@@ -44,20 +47,57 @@ def _features(ref: ReferenceEncoder, videos: np.ndarray) -> tuple[torch.Tensor, 
         return ref.model.video_features(x), ref.model.video_embedding(x)
 
 
+@dataclass
+class RealSet:
+    """Features of the real validation clips, per extractor, computed once per evaluation run."""
+
+    ref: torch.Tensor
+    i3d: torch.Tensor | None
+
+
+def _fd_scores(name: str, real, generated, bootstrap: int, seed: int) -> dict[str, float]:
+    scores = {name: frechet_distance(*feature_stats(real), *feature_stats(generated))}
+    if bootstrap:
+        scores[f"{name}_ci_low"], scores[f"{name}_ci_high"] = bootstrap_fd(real, generated, bootstrap, seed)
+    return scores
+
+
 def score_videos(
-    ref: ReferenceEncoder, videos: np.ndarray, prompts: list[str], real_stats
+    ref: ReferenceEncoder,
+    videos: np.ndarray,
+    prompts: list[str],
+    real: RealSet | None,
+    i3d: I3DFeatures | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> dict[str, float]:
+    """Metrics of (N, T, H, W, 3) videos against their prompts and, when given, the real set."""
     feats, emb = _features(ref, videos)
     with torch.no_grad():
         text = ref.model.text_embedding(encode(ref.tokenizer, prompts, ref.model.cfg.max_tokens))
         read_back = [decode(ref.tokenizer, s) for s in ref.model.generate(frames_to_tensor(videos))]
+    per_clip = clip_style_score(emb, text)  # (N,)
     scores = {
-        "clip_score_ref": float(clip_style_score(emb, text).mean()),
+        "clip_score_ref": float(per_clip.mean()),
         "caption_match_ref": caption_match(read_back, prompts),
     }
-    if real_stats is not None:
-        scores["fvd_ref"] = frechet_distance(*real_stats, *feature_stats(feats))
+    if bootstrap:
+        scores["clip_score_ref_ci_low"], scores["clip_score_ref_ci_high"] = bootstrap_mean(
+            per_clip, bootstrap, seed
+        )
+    if real is not None:
+        scores |= _fd_scores("fvd_ref", real.ref, feats, bootstrap, seed)
+        if i3d is not None:
+            scores |= _fd_scores("fvd", real.i3d, i3d(videos), bootstrap, seed)  # the standard FVD
     return scores
+
+
+def _split_half(features: torch.Tensor) -> float | None:
+    """Real-vs-real floor: FD between two halves of the real set (at half the sample count)."""
+    half = len(features) // 2
+    if half < 2:
+        return None
+    return frechet_distance(*feature_stats(features[:half]), *feature_stats(features[half:]))
 
 
 def caption_match(read_back: list[str], prompts: list[str]) -> float:
@@ -92,6 +132,8 @@ def run(
     name, candidate = reg["model_name"], reg["version"]
     champion = champion_version(name, params.promote.alias)
     ref = load_captioner(Path(captions_dir) / CAPTIONER_DIR)
+    i3d_path = os.environ.get("REELFORGE_I3D_PATH") or cfg.i3d_path
+    i3d = I3DFeatures(i3d_path) if i3d_path else None
 
     # Real reference set: validation clips (sources never seen in training).
     manifest = read_manifest(clips_dir)
@@ -100,17 +142,14 @@ def run(
         raise ValueError(
             "evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos"
         )
-    real = np.stack(list(load_clips(clips_dir, list(val.clip_id)).values()))
-    real_feats, _ = _features(ref, real)
-    real_stats = feature_stats(real_feats)
-    half = len(real_feats) // 2
-    floor = (
-        frechet_distance(*feature_stats(real_feats[:half]), *feature_stats(real_feats[half:]))
-        if half >= 2
-        else None
-    )
+    clips = load_clips(clips_dir, list(val.clip_id))
+    real_videos = np.stack([clips[c] for c in val.clip_id])
+    real = RealSet(_features(ref, real_videos)[0], i3d(real_videos) if i3d else None)
+    floors = {"fvd_ref": _split_half(real.ref), **({"fvd": _split_half(real.i3d)} if i3d else {})}
     captions = read_captions(captions_dir).set_index("clip_id").caption
-    real_scores = score_videos(ref, real, [captions[c] for c in val.clip_id], real_stats=None)
+    real_scores = score_videos(
+        ref, real_videos, [captions[c] for c in val.clip_id], None, bootstrap=cfg.bootstrap, seed=cfg.seed
+    )
 
     prompts = read_prompts(cfg.prompts)
     prompt_list = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
@@ -123,8 +162,12 @@ def run(
     protocol = {
         "extractor": ref.name,
         "extractor_sha256": ref.sha256,
-        "n_real": len(real),
+        "n_real": len(real_videos),
         "n_generated": len(prompt_list),
+        "fvd_extractor": i3d.name if i3d else None,
+        "fvd_extractor_sha256": i3d.sha256 if i3d else None,
+        "bootstrap_resamples": cfg.bootstrap,
+        "ci_level": 0.95,
         "frames": params.clip.num_frames,
         "resolution": params.clip.size,
         "prompt_set": cfg.prompts,
@@ -141,12 +184,14 @@ def run(
     with mlflow.start_run(run_name=f"evaluate v{candidate}", tags={"stage": "evaluate"}) as run_info:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
         mlflow.log_metrics({f"real.{k}": v for k, v in real_scores.items()})
-        if floor is not None:
-            mlflow.log_metric("real.fvd_ref_split_half", floor)
+        mlflow.log_metrics({f"real.{k}_split_half": v for k, v in floors.items() if v is not None})
         for role, version in versions.items():
             generator = load_generator(name, version)
             videos = generator.generate(prompt_list, seeds)
-            results[role] = {"version": version, **score_videos(ref, videos, prompt_list, real_stats)}
+            results[role] = {
+                "version": version,
+                **score_videos(ref, videos, prompt_list, real, i3d, cfg.bootstrap, cfg.seed),
+            }
             mlflow.log_metrics({f"{role}.{k}": v for k, v in results[role].items() if k != "version"})
             _log_samples(
                 videos,
@@ -171,7 +216,8 @@ def run(
         "eval_run_id": run_info.info.run_id,
         "protocol": protocol,
         "real": real_scores,
-        "real_fvd_ref_split_half": floor,
+        "real_fvd_ref_split_half": floors["fvd_ref"],
+        "real_fvd_split_half": floors.get("fvd"),
         **results,
     }
     write_json_atomic(metrics_path, report)

@@ -46,3 +46,25 @@ def clip_style_score(video_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.T
     """100 * max(cos(video, text), 0) per pair (the torchmetrics CLIPScore convention). Inputs (N, D)."""
     cos = torch.nn.functional.cosine_similarity(video_emb.double(), text_emb.double(), dim=-1)
     return 100.0 * cos.clamp(min=0)
+
+
+def bootstrap_fd(real, generated, n: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the Fréchet distance, resampling both feature sets (N, D)."""
+    real, generated = _f64(real), _f64(generated)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        r = real[rng.integers(0, len(real), len(real))]
+        g = generated[rng.integers(0, len(generated), len(generated))]
+        values.append(frechet_distance(*feature_stats(r), *feature_stats(g)))
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_mean(values, n: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean of per-sample scores."""
+    v = _f64(values)
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (n, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from reelforge.config import ClipConfig, IngestConfig
+from reelforge.extractors import file_sha256
 from tests.conftest import REPO, expected_clips
+from tests.tiny_models import save_tiny_i3d
 
 PROJECT_FILES = [
     "dvc.yaml",
@@ -65,7 +67,8 @@ def project(tmp_path_factory):
     params["caption"]["steps"] = 120
     params["train"].update(steps=20, log_every_n_steps=5)
     params["sample"]["steps"] = 4
-    params["evaluate"].update(samples_per_prompt=1, gif_prompts=2)
+    i3d = save_tiny_i3d(proj / "i3d_torchscript.pt")  # a random I3D, loaded by the real loading code
+    params["evaluate"].update(samples_per_prompt=1, gif_prompts=2, i3d_path=str(i3d), bootstrap=50)
     params["promote"].update(
         max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0
     )  # a 20-step model, gates open
@@ -111,8 +114,18 @@ def test_champion_registered_with_metrics_in_mlflow(project):
     assert str(champion.version) == "1"
     assert {"metric.fvd_ref", "metric.clip_score_ref", "metric.caption_match_ref"} <= set(champion.tags)
     eval_run = client.get_run(champion.tags["eval_run_id"])
-    assert "candidate.fvd_ref" in eval_run.data.metrics
-    assert eval_run.data.params["protocol.extractor"].startswith("reelforge-ref-")
+    metrics, protocol = eval_run.data.metrics, eval_run.data.params
+    assert {
+        "candidate.fvd_ref",
+        "candidate.fvd",
+        "candidate.fvd_ci_low",
+        "candidate.clip_score_ref_ci_high",
+        "real.fvd_split_half",
+        "real.fvd_ref_split_half",
+    } <= set(metrics)
+    assert metrics["candidate.fvd_ci_low"] <= metrics["candidate.fvd"] * 1.5
+    assert protocol["protocol.extractor"].startswith("reelforge-ref-")
+    assert protocol["protocol.fvd_extractor_sha256"] == file_sha256(proj / "i3d_torchscript.pt")
     artifacts = {a.path for a in client.list_artifacts(eval_run.info.run_id, "samples")}
     assert {"samples/candidate_v1.gif", "samples/candidate_v1.mp4"} <= artifacts
     train_run = client.get_run(champion.run_id)

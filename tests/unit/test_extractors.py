@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from reelforge.config import ConfigError, load_params
+from reelforge.extractors import I3DFeatures, file_sha256
+from reelforge.metrics import bootstrap_fd, bootstrap_mean, feature_stats, frechet_distance
+from tests.tiny_models import save_tiny_i3d
+
+
+@pytest.fixture(scope="module")
+def i3d_file(tmp_path_factory):
+    return save_tiny_i3d(tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt")
+
+
+@pytest.fixture(scope="module")
+def i3d(i3d_file) -> I3DFeatures:
+    return I3DFeatures(i3d_file)
+
+
+def test_standard_preprocessing():
+    videos = np.zeros((2, 16, 32, 48, 3), np.uint8)
+    videos[..., 0] = 255
+    x = I3DFeatures.preprocess(videos)
+    assert x.shape == (2, 3, 16, 224, 224)
+    assert torch.allclose(x[:, 0], torch.ones(1)) and torch.allclose(x[:, 1:], -torch.ones(1))
+
+
+def test_loads_torchscript_and_yields_400d_float64_logits(i3d, i3d_file):
+    videos = np.random.default_rng(0).integers(0, 255, (3, 16, 32, 32, 3), dtype=np.uint8)
+    feats = i3d(videos)
+    assert feats.shape == (3, 400) and feats.dtype == torch.float64
+    assert torch.allclose(i3d(videos[:1]), feats[:1], atol=1e-5)  # batching does not change a clip's features
+    assert i3d.sha256 == file_sha256(i3d_file)
+    assert i3d.name.startswith("i3d-k400-torchscript-")
+
+
+def test_fewer_than_ten_frames_is_a_clear_error(i3d):
+    with pytest.raises(ValueError, match="at least 10 frames"):
+        i3d(np.zeros((2, 8, 32, 32, 3), np.uint8))
+
+
+def test_missing_weights_file_names_the_setting(tmp_path):
+    with pytest.raises(FileNotFoundError, match="evaluate.i3d_path"):
+        I3DFeatures(tmp_path / "nope.pt")
+
+
+def test_i3d_with_short_clips_fails_at_startup(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("clip:\n  num_frames: 8\nevaluate:\n  i3d_path: /models/i3d.pt\n")
+    with pytest.raises(ConfigError, match="I3D needs at least 10 frames"):
+        load_params(f)
+
+
+def test_fvd_of_identical_sets_is_zero_and_shifted_sets_is_positive(i3d):
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 255, (12, 10, 16, 16, 3), dtype=np.uint8)
+    fa = i3d(a)
+    assert frechet_distance(*feature_stats(fa), *feature_stats(fa)) == pytest.approx(0, abs=1e-6)
+    fb = i3d(np.clip(a.astype(int) + 80, 0, 255).astype(np.uint8))
+    assert frechet_distance(*feature_stats(fa), *feature_stats(fb)) > 1e-3
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_shrink_with_n():
+    rng = np.random.default_rng(0)
+    small_r, small_g = rng.normal(size=(40, 4)), rng.normal(0.5, 1, size=(40, 4))
+    big_r, big_g = rng.normal(size=(400, 4)), rng.normal(0.5, 1, size=(400, 4))
+    lo_s, hi_s = bootstrap_fd(small_r, small_g, n=200, seed=0)
+    lo_b, hi_b = bootstrap_fd(big_r, big_g, n=200, seed=0)
+    assert lo_b <= frechet_distance(*feature_stats(big_r), *feature_stats(big_g)) <= hi_b
+    assert hi_b - lo_b < hi_s - lo_s
+    assert bootstrap_fd(small_r, small_g, n=50, seed=3) == bootstrap_fd(small_r, small_g, n=50, seed=3)
+    lo, hi = bootstrap_mean(np.arange(100.0), n=500, seed=0)
+    assert lo < 49.5 < hi and hi - lo < 15
