@@ -30,3 +30,44 @@ def save_tiny_i3d(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     torch.jit.script(TinyI3D()).save(str(path))
     return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable-character table (the base of a byte-level BPE vocab)."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+def save_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
+    """A random 2-layer CLIP with a byte-level tokenizer (no merges), saved with save_pretrained."""
+    import json
+
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    (out_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (out_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(out_dir / "vocab.json"), str(out_dir / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    torch.manual_seed(seed)
+    layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tokens), max_position_embeddings=77, **layers),
+        vision_config=dict(image_size=32, patch_size=8, **layers),
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(out_dir)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out_dir)
+    return out_dir

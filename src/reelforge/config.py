@@ -115,7 +115,17 @@ class EvaluateConfig(Section):
         description="Local Kinetics-400 I3D TorchScript file; adds the standard `fvd` metric "
         "(env REELFORGE_I3D_PATH overrides).",
     )
+    clip_path: str | None = Field(
+        None,
+        description="Local Hugging Face CLIP directory; adds the standard `clip_score` metric "
+        "(env REELFORGE_CLIP_PATH overrides).",
+    )
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for 95% intervals (0: none).")
+    ground_truth: str | None = Field(
+        "data/raw/ground_truth.json",
+        description="Demo ground truth; when the file exists an attribute probe scores generated videos.",
+    )
+    probe_steps: int = Field(300, ge=1, description="Training steps of the attribute probe.")
 
 
 class PromoteConfig(Section):

@@ -27,8 +27,9 @@ from reelforge.caption import CAPTIONER_DIR, read_captions
 from reelforge.captioner import ReferenceEncoder, frames_to_tensor, load_captioner
 from reelforge.clips import load_clips, read_manifest, write_json_atomic
 from reelforge.config import Params
-from reelforge.extractors import I3DFeatures
+from reelforge.extractors import CLIPScorer, I3DFeatures
 from reelforge.metrics import bootstrap_fd, bootstrap_mean, clip_style_score, feature_stats, frechet_distance
+from reelforge.probe import accuracy, chance, label_clips, parse_prompt, train_probe
 from reelforge.text import decode, encode
 from reelforge.tracking import champion_version, load_generator, setup
 from reelforge.video import encode_gif, encode_mp4
@@ -62,34 +63,62 @@ def _fd_scores(name: str, real, generated, bootstrap: int, seed: int) -> dict[st
     return scores
 
 
+def _mean_scores(name: str, per_clip: torch.Tensor, bootstrap: int, seed: int) -> dict[str, float]:
+    scores = {name: float(per_clip.mean())}
+    if bootstrap:
+        scores[f"{name}_ci_low"], scores[f"{name}_ci_high"] = bootstrap_mean(per_clip, bootstrap, seed)
+    return scores
+
+
 def score_videos(
     ref: ReferenceEncoder,
     videos: np.ndarray,
     prompts: list[str],
     real: RealSet | None,
     i3d: I3DFeatures | None = None,
+    clip: CLIPScorer | None = None,
     bootstrap: int = 0,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Metrics of (N, T, H, W, 3) videos against their prompts and, when given, the real set."""
+    """Metrics of (N, T, H, W, 3) videos against their prompts and, when given, the real set.
+
+    The standard `fvd` / `clip_score` appear only when I3D / CLIP weights were given."""
     feats, emb = _features(ref, videos)
     with torch.no_grad():
         text = ref.model.text_embedding(encode(ref.tokenizer, prompts, ref.model.cfg.max_tokens))
         read_back = [decode(ref.tokenizer, s) for s in ref.model.generate(frames_to_tensor(videos))]
-    per_clip = clip_style_score(emb, text)  # (N,)
-    scores = {
-        "clip_score_ref": float(per_clip.mean()),
-        "caption_match_ref": caption_match(read_back, prompts),
-    }
-    if bootstrap:
-        scores["clip_score_ref_ci_low"], scores["clip_score_ref_ci_high"] = bootstrap_mean(
-            per_clip, bootstrap, seed
-        )
+    scores = _mean_scores("clip_score_ref", clip_style_score(emb, text), bootstrap, seed)
+    scores["caption_match_ref"] = caption_match(read_back, prompts)
+    if clip is not None:
+        scores |= _mean_scores("clip_score", clip(videos, prompts), bootstrap, seed)
     if real is not None:
         scores |= _fd_scores("fvd_ref", real.ref, feats, bootstrap, seed)
         if i3d is not None:
-            scores |= _fd_scores("fvd", real.i3d, i3d(videos), bootstrap, seed)  # the standard FVD
+            scores |= _fd_scores("fvd", real.i3d, i3d(videos), bootstrap, seed)
     return scores
+
+
+def _attribute_probe(cfg, manifest, clips_dir, val_ids: list[str], real_videos: np.ndarray):
+    """(probe, its accuracy on the real validation clips), or None without a ground-truth file."""
+    if not cfg.ground_truth or not Path(cfg.ground_truth).is_file():
+        return None
+    labels = label_clips(manifest, cfg.ground_truth)
+    train_ids = [c for c in manifest[manifest.split == "train"].clip_id if c in labels]
+    clips = load_clips(clips_dir, train_ids)
+    probe = train_probe(
+        np.stack([clips[c] for c in train_ids]), [labels[c] for c in train_ids], cfg.probe_steps, cfg.seed
+    )
+    keep = [i for i, c in enumerate(val_ids) if c in labels]
+    return probe, accuracy(probe, real_videos[keep], [labels[val_ids[i]] for i in keep])
+
+
+def _probe_scores(probe, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
+    parsed = [parse_prompt(p) for p in prompts]
+    keep = [i for i, p in enumerate(parsed) if p is not None]
+    if not keep:
+        return {}
+    acc = accuracy(probe, videos[keep], [parsed[i] for i in keep])
+    return {f"probe_{a}_acc": v for a, v in acc.items()}
 
 
 def _split_half(features: torch.Tensor) -> float | None:
@@ -131,9 +160,7 @@ def run(
     setup(params.mlflow)
     name, candidate = reg["model_name"], reg["version"]
     champion = champion_version(name, params.promote.alias)
-    ref = load_captioner(Path(captions_dir) / CAPTIONER_DIR)
-    i3d_path = os.environ.get("REELFORGE_I3D_PATH") or cfg.i3d_path
-    i3d = I3DFeatures(i3d_path) if i3d_path else None
+    ref, i3d, clip = load_extractors(cfg, captions_dir)
 
     # Real reference set: validation clips (sources never seen in training).
     manifest = read_manifest(clips_dir)
@@ -148,8 +175,18 @@ def run(
     floors = {"fvd_ref": _split_half(real.ref), **({"fvd": _split_half(real.i3d)} if i3d else {})}
     captions = read_captions(captions_dir).set_index("clip_id").caption
     real_scores = score_videos(
-        ref, real_videos, [captions[c] for c in val.clip_id], None, bootstrap=cfg.bootstrap, seed=cfg.seed
+        ref,
+        real_videos,
+        [captions[c] for c in val.clip_id],
+        None,
+        clip=clip,
+        bootstrap=cfg.bootstrap,
+        seed=cfg.seed,
     )
+
+    probe = _attribute_probe(cfg, manifest, clips_dir, list(val.clip_id), real_videos)
+    if probe is not None:
+        real_scores |= {f"probe_{a}_acc": v for a, v in probe[1].items()}
 
     prompts = read_prompts(cfg.prompts)
     prompt_list = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
@@ -166,6 +203,9 @@ def run(
         "n_generated": len(prompt_list),
         "fvd_extractor": i3d.name if i3d else None,
         "fvd_extractor_sha256": i3d.sha256 if i3d else None,
+        "clip_score_model": clip.name if clip else None,
+        "clip_score_model_sha256": clip.sha256 if clip else None,
+        "attribute_probe": f"trained on {cfg.ground_truth}" if probe else None,
         "bootstrap_resamples": cfg.bootstrap,
         "ci_level": 0.95,
         "frames": params.clip.num_frames,
@@ -184,13 +224,16 @@ def run(
     with mlflow.start_run(run_name=f"evaluate v{candidate}", tags={"stage": "evaluate"}) as run_info:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
         mlflow.log_metrics({f"real.{k}": v for k, v in real_scores.items()})
+        if probe:
+            mlflow.log_metrics({f"chance.probe_{a}_acc": v for a, v in chance().items()})
         mlflow.log_metrics({f"real.{k}_split_half": v for k, v in floors.items() if v is not None})
         for role, version in versions.items():
             generator = load_generator(name, version)
             videos = generator.generate(prompt_list, seeds)
             results[role] = {
                 "version": version,
-                **score_videos(ref, videos, prompt_list, real, i3d, cfg.bootstrap, cfg.seed),
+                **score_videos(ref, videos, prompt_list, real, i3d, clip, cfg.bootstrap, cfg.seed),
+                **(_probe_scores(probe[0], videos, prompt_list) if probe else {}),
             }
             mlflow.log_metrics({f"{role}.{k}": v for k, v in results[role].items() if k != "version"})
             _log_samples(
@@ -201,15 +244,9 @@ def run(
                 min(cfg.gif_prompts, len(prompts)),
                 generator.fps,
             )
-        client = MlflowClient()
-        for k, v in results["candidate"].items():
-            if k != "version":
-                client.set_model_version_tag(name, candidate, f"metric.{k}", f"{v:.6g}")
-        client.set_model_version_tag(name, candidate, "eval_run_id", run_info.info.run_id)
-        client.set_model_version_tag(name, candidate, "metric_extractor", ref.name)
-        for k, v in results["candidate"].items():  # also on the training run, beside its loss curve
-            if k != "version":
-                client.log_metric(reg["run_id"], k, v)
+        _record_on_version(
+            name, candidate, results["candidate"], run_info.info.run_id, reg["run_id"], ref.name
+        )
 
     report = {
         "model_name": name,
@@ -222,6 +259,27 @@ def run(
     }
     write_json_atomic(metrics_path, report)
     return report
+
+
+def load_extractors(cfg, captions_dir: str | Path):
+    """The reference encoder (always) and the standard I3D / CLIP models (when local weights are given)."""
+    ref = load_captioner(Path(captions_dir) / CAPTIONER_DIR)
+    i3d_path = os.environ.get("REELFORGE_I3D_PATH") or cfg.i3d_path
+    clip_path = os.environ.get("REELFORGE_CLIP_PATH") or cfg.clip_path
+    return ref, I3DFeatures(i3d_path) if i3d_path else None, CLIPScorer(clip_path) if clip_path else None
+
+
+def _record_on_version(
+    name: str, version: str, scores: dict, eval_run_id: str, train_run_id: str, extractor: str
+) -> None:
+    """Metrics as tags on the model version (what serving reports) and on its training run."""
+    client = MlflowClient()
+    metrics = {k: v for k, v in scores.items() if k != "version"}
+    for k, v in metrics.items():
+        client.set_model_version_tag(name, version, f"metric.{k}", f"{v:.6g}")
+        client.log_metric(train_run_id, k, v)
+    client.set_model_version_tag(name, version, "eval_run_id", eval_run_id)
+    client.set_model_version_tag(name, version, "metric_extractor", extractor)
 
 
 def _log_samples(videos: np.ndarray, role: str, version: str, per_prompt: int, rows: int, fps: float) -> None:

@@ -66,3 +66,55 @@ class I3DFeatures:
             for i in range(0, len(videos), self.batch_size)
         ]
         return torch.cat(out)
+
+
+class _TensorFeatures(torch.nn.Module):
+    """torchmetrics 1.9's CLIPScore expects `get_*_features` to return tensors; transformers 5 returns model
+    outputs whose `pooler_output` holds the projected embedding. This adapter hands over that tensor."""
+
+    def __init__(self, clip: torch.nn.Module):
+        super().__init__()
+        self.clip, self.config = clip, clip.config
+
+    @staticmethod
+    def _tensor(out) -> torch.Tensor:
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    def get_image_features(self, *args, **kwargs) -> torch.Tensor:
+        return self._tensor(self.clip.get_image_features(*args, **kwargs))
+
+    def get_text_features(self, *args, **kwargs) -> torch.Tensor:
+        return self._tensor(self.clip.get_text_features(*args, **kwargs))
+
+
+class CLIPScorer:
+    """Standard CLIP-score of videos against prompts with a CLIP model from a local Hugging Face directory:
+    torchmetrics `CLIPScore` (100 * max(cos, 0)) over every frame, averaged per video."""
+
+    def __init__(self, path: str | Path):
+        from torchmetrics.multimodal.clip_score import CLIPScore
+        from transformers import CLIPModel, CLIPProcessor
+
+        path = Path(path)
+        weights = [p for p in (path / "model.safetensors", path / "pytorch_model.bin") if p.is_file()]
+        if not weights:
+            raise FileNotFoundError(
+                f"no CLIP weights (model.safetensors) in {path} (evaluate.clip_path / "
+                "REELFORGE_CLIP_PATH); save one with CLIPModel.save_pretrained"
+            )
+        model = CLIPModel.from_pretrained(path, local_files_only=True).eval()
+        processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
+        self.metric = CLIPScore(model_name_or_path=lambda: (_TensorFeatures(model), processor))
+        self.sha256 = file_sha256(weights[0])
+        self.name = f"clip-{path.name}-{self.sha256[:12]}"
+
+    @torch.no_grad()
+    def __call__(self, videos: np.ndarray, prompts: list[str]) -> torch.Tensor:
+        """(N, T, H, W, 3) uint8 and N prompts -> (N,) scores, each the mean over the video's frames."""
+        scores = []
+        for video, prompt in zip(videos, prompts, strict=True):
+            frames = torch.from_numpy(video).permute(0, 3, 1, 2)  # (T, 3, H, W)
+            self.metric.update(list(frames), [prompt] * len(frames))
+            scores.append(self.metric.compute().double())
+            self.metric.reset()
+        return torch.stack(scores)

@@ -77,6 +77,24 @@ class TextToVideoModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+class PrintProgress(L.Callback):
+    """One plain line every N steps: readable through DVC and Prefect logs, where a redrawn bar is not."""
+
+    def __init__(self, every: int):
+        self.every, self.t0 = every, time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if trainer.is_global_zero and (step % self.every == 0 or step == trainer.max_steps):
+            m = trainer.callback_metrics
+            print(
+                f"step {step}/{trainer.max_steps} loss {float(m.get('loss', float('nan'))):.4f} "
+                f"samples/s {float(m.get('samples_per_s', float('nan'))):.1f} "
+                f"elapsed {time.perf_counter() - self.t0:.0f}s",
+                flush=True,
+            )
+
+
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -134,6 +152,8 @@ def run(
         logger=logger,
         log_every_n_steps=cfg.log_every_n_steps,
         enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[PrintProgress(cfg.log_every_n_steps * 5)],
         enable_model_summary=False,
         deterministic=False,
     )

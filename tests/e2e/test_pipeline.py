@@ -17,7 +17,7 @@ import yaml
 from reelforge.config import ClipConfig, IngestConfig
 from reelforge.extractors import file_sha256
 from tests.conftest import REPO, expected_clips
-from tests.tiny_models import save_tiny_i3d
+from tests.tiny_models import save_tiny_clip, save_tiny_i3d
 
 PROJECT_FILES = [
     "dvc.yaml",
@@ -68,7 +68,10 @@ def project(tmp_path_factory):
     params["train"].update(steps=20, log_every_n_steps=5)
     params["sample"]["steps"] = 4
     i3d = save_tiny_i3d(proj / "i3d_torchscript.pt")  # a random I3D, loaded by the real loading code
-    params["evaluate"].update(samples_per_prompt=1, gif_prompts=2, i3d_path=str(i3d), bootstrap=50)
+    clip = save_tiny_clip(proj / "tiny-clip")  # a random CLIP directory, loaded with from_pretrained
+    params["evaluate"].update(
+        samples_per_prompt=1, gif_prompts=2, i3d_path=str(i3d), clip_path=str(clip), bootstrap=50
+    )
     params["promote"].update(
         max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0
     )  # a 20-step model, gates open
@@ -122,10 +125,17 @@ def test_champion_registered_with_metrics_in_mlflow(project):
         "candidate.clip_score_ref_ci_high",
         "real.fvd_split_half",
         "real.fvd_ref_split_half",
+        "candidate.clip_score",
+        "candidate.clip_score_ci_low",
+        "real.clip_score",
+        "candidate.probe_color_acc",
+        "real.probe_all_acc",
+        "chance.probe_shape_acc",
     } <= set(metrics)
-    assert metrics["candidate.fvd_ci_low"] <= metrics["candidate.fvd"] * 1.5
+    assert metrics["candidate.fvd_ci_low"] < metrics["candidate.fvd_ci_high"]
     assert protocol["protocol.extractor"].startswith("reelforge-ref-")
     assert protocol["protocol.fvd_extractor_sha256"] == file_sha256(proj / "i3d_torchscript.pt")
+    assert protocol["protocol.clip_score_model_sha256"] == file_sha256(proj / "tiny-clip/model.safetensors")
     artifacts = {a.path for a in client.list_artifacts(eval_run.info.run_id, "samples")}
     assert {"samples/candidate_v1.gif", "samples/candidate_v1.mp4"} <= artifacts
     train_run = client.get_run(champion.run_id)

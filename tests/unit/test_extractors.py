@@ -72,3 +72,37 @@ def test_bootstrap_intervals_bracket_the_estimate_and_shrink_with_n():
     assert bootstrap_fd(small_r, small_g, n=50, seed=3) == bootstrap_fd(small_r, small_g, n=50, seed=3)
     lo, hi = bootstrap_mean(np.arange(100.0), n=500, seed=0)
     assert lo < 49.5 < hi and hi - lo < 15
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from reelforge.extractors import CLIPScorer
+    from tests.tiny_models import save_tiny_clip
+
+    return CLIPScorer(save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip"))
+
+
+def test_clip_score_loads_local_dir_and_matches_the_definition(clip):
+    from transformers import CLIPModel, CLIPProcessor
+
+    videos = np.random.default_rng(0).integers(0, 255, (2, 3, 32, 32, 3), dtype=np.uint8)
+    prompts = ["a red circle moves left", "a blue square"]
+    scores = clip(videos, prompts)
+    assert scores.shape == (2,) and scores.dtype == torch.float64 and (scores >= 0).all()
+    # Definition: 100 * max(cos(image, text), 0) per frame, averaged over the video's frames.
+    model = clip.metric.model.clip
+    proc: CLIPProcessor = clip.metric.processor
+    assert isinstance(model, CLIPModel)
+    with torch.no_grad():
+        inputs = proc(text=[prompts[0]] * 3, images=list(videos[0]), return_tensors="pt", padding=True)
+        img = model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+        txt = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        cos = torch.nn.functional.cosine_similarity(img, txt.pooler_output, dim=-1)
+    assert scores[0].item() == pytest.approx((100 * cos.clamp(min=0)).mean().item(), rel=1e-4)
+
+
+def test_clip_dir_without_weights_names_the_setting(tmp_path):
+    from reelforge.extractors import CLIPScorer
+
+    with pytest.raises(FileNotFoundError, match="evaluate.clip_path"):
+        CLIPScorer(tmp_path)
