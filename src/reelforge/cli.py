@@ -114,18 +114,27 @@ def train(
 
 @app.command()
 def evaluate(
-    registration: Path = typer.Option(..., help="registration.json written by train."),
     clips: Path = typer.Option(...),
     captions: Path = typer.Option(...),
     metrics: Path = typer.Option(...),
+    registration: Path | None = typer.Option(None, help="registration.json written by train."),
+    version: str | None = typer.Option(None, help="Or: a registered version of train.registered_model_name."),
     params: ParamsOpt = Path("params.yaml"),
     set: SetOpt = None,
 ) -> None:
-    """Score the registered version and the champion on the same prompts and seeds."""
+    """Score a registered version and the champion on the same prompts and seeds."""
     from reelforge import evaluate as stage
+    from reelforge.tracking import registration as registered
+    from reelforge.tracking import setup
 
     p = _params(params, set)
+    if (registration is None) == (version is None):
+        console.print("[red]give exactly one of --registration PATH or --version N[/red]")
+        raise typer.Exit(2)
     _torch_threads()
+    if version is not None:
+        setup(p.mlflow)
+        registration = registered(p.train.registered_model_name, version)
     report = stage.run(p, registration, clips, captions, metrics)
     for role in ("candidate", "champion"):
         if role in report:

@@ -150,14 +150,18 @@ def _sample_grid(videos: np.ndarray, per_prompt: int, rows: int) -> np.ndarray:
 
 def run(
     params: Params,
-    registration_path: str | Path,
+    registration_path: str | Path | dict,
     clips_dir: str | Path,
     captions_dir: str | Path,
     metrics_path: str | Path,
 ) -> dict:
     cfg = params.evaluate
-    reg = json.loads(Path(registration_path).read_text())
     setup(params.mlflow)
+    reg = (
+        registration_path
+        if isinstance(registration_path, dict)
+        else json.loads(Path(registration_path).read_text())
+    )
     name, candidate = reg["model_name"], reg["version"]
     champion = champion_version(name, params.promote.alias)
     ref, i3d, clip = load_extractors(cfg, captions_dir)
@@ -217,6 +221,7 @@ def run(
         "sample_steps": params.sample.steps,
         "guidance": params.sample.guidance,
         "real_set": "validation split",
+        "floor": f"split-half of the real set: {len(real_videos) // 2} vs {len(real_videos) // 2} clips",
         "candidate_version": candidate,
         "champion_version": champion,
     }

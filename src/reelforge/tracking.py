@@ -54,6 +54,12 @@ def version_metrics(name: str, version: str) -> dict[str, float]:
     return {k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")}
 
 
+def registration(name: str, version: str) -> dict:
+    """What `train` writes to registration.json, rebuilt from the registry for an existing version."""
+    mv = MlflowClient().get_model_version(name, version)
+    return {"model_name": name, "version": str(mv.version), "run_id": mv.run_id}
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(

@@ -217,3 +217,31 @@ def test_promotion_swaps_the_served_version_without_failed_requests(project):
         thread.join(timeout=120)
     assert seen and all(code == 200 for code, _ in seen), seen
     assert seen[0][1] == "1" and httpx.get(f"http://127.0.0.1:{PORT}/v1/model").json()["version"] == "2"
+
+
+def test_evaluate_a_registered_version_against_the_champion(project):
+    """`reelforge evaluate --version 1` scores v1 and the champion (v2 after the swap) in one run."""
+    proj, _ = project
+    out = proj / "scratch/metrics_v1.json"
+    sh(
+        proj,
+        "reelforge",
+        "evaluate",
+        "--version",
+        "1",
+        "--clips",
+        "data/clips",
+        "--captions",
+        "data/captions",
+        "--metrics",
+        str(out),
+        "--set",
+        "evaluate.bootstrap=0",
+    )
+    report = json.loads(out.read_text())
+    assert report["candidate"]["version"] == "1" and report["champion"]["version"] == "2"
+    assert report["protocol"]["n_generated"] == 12 and "fvd" in report["champion"]
+    usage = sh(
+        proj, "reelforge", "evaluate", "--clips", "x", "--captions", "y", "--metrics", "z", check=False
+    )
+    assert usage.returncode == 2 and "exactly one of --registration" in usage.stdout
