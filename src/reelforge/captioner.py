@@ -7,7 +7,6 @@ weights are given. Its identity is the sha256 of its weights, logged with every 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reelforge.hashing import file_sha256
 from reelforge.text import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 
 
@@ -136,7 +136,7 @@ class ReferenceEncoder:
 
 
 def weights_sha256(model_dir: str | Path) -> str:
-    return hashlib.sha256((Path(model_dir) / "model.pt").read_bytes()).hexdigest()
+    return file_sha256(Path(model_dir) / "model.pt")
 
 
 def load_captioner(model_dir: str | Path) -> ReferenceEncoder:

@@ -7,23 +7,16 @@ the standard one: frames resized bilinear to 224x224, values in [-1, 1], at leas
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reelforge.hashing import file_sha256
+
 I3D_MIN_FRAMES = 10
 I3D_SIZE = 224
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class I3DFeatures:

@@ -6,7 +6,6 @@ command per rank. Only global rank 0 writes the model directory, logs the model 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -25,6 +24,7 @@ from reelforge.clips import MANIFEST, atomic_dir, load_clips, read_manifest, wri
 from reelforge.config import Params
 from reelforge.diffusion import RectifiedFlow
 from reelforge.generate import GENERATION_CONFIG
+from reelforge.hashing import file_sha256
 from reelforge.model import ModelConfig, TextToVideoModel
 from reelforge.text import PAD_ID, encode, train_tokenizer
 from reelforge.tracking import TextToVideoPyfunc, git_commit, setup
@@ -93,10 +93,6 @@ class PrintProgress(L.Callback):
                 f"elapsed {time.perf_counter() - self.t0:.0f}s",
                 flush=True,
             )
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build_dataset(clips_dir: Path, captions_dir: Path, max_tokens: int):
@@ -168,8 +164,8 @@ def run(
                 **{f"scheduler.{k}": v for k, v in params.scheduler.model_dump().items()},
                 "model.parameters": sum(p.numel() for p in module.model.parameters()),
                 "data.train_clips": len(dataset),
-                "data.manifest_sha256": _file_sha256(clips_dir / MANIFEST),
-                "data.captions_sha256": _file_sha256(captions_dir / CAPTIONS),
+                "data.manifest_sha256": file_sha256(clips_dir / MANIFEST),
+                "data.captions_sha256": file_sha256(captions_dir / CAPTIONS),
             }
         )
     t0 = time.perf_counter()

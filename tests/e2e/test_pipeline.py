@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from reelforge.config import ClipConfig, IngestConfig
-from reelforge.extractors import file_sha256
+from reelforge.hashing import file_sha256
 from tests.conftest import REPO, expected_clips
 from tests.tiny_models import save_tiny_clip, save_tiny_i3d
 

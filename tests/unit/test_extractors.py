@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from reelforge.config import ConfigError, load_params
-from reelforge.extractors import I3DFeatures, file_sha256
+from reelforge.extractors import I3DFeatures
+from reelforge.hashing import file_sha256
 from reelforge.metrics import bootstrap_fd, bootstrap_mean, feature_stats, frechet_distance
 from tests.tiny_models import save_tiny_i3d
 
