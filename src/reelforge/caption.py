@@ -17,6 +17,7 @@ import torch
 from reelforge.captioner import Captioner, CaptionerConfig, frames_to_tensor, load_captioner
 from reelforge.clips import atomic_dir, load_clips, read_manifest, write_json_atomic
 from reelforge.config import CaptionConfig
+from reelforge.metrics import caption_match
 from reelforge.text import decode, encode, train_tokenizer
 
 CAPTIONS = "captions.parquet"
@@ -93,14 +94,7 @@ def run(
             pred = generate_captions(out / CAPTIONER_DIR, stack(val_given.clip_id))
             truth = [c.lower() for c in val_given.caption]
             metrics["val_exact_match"] = float(np.mean([p == t for p, t in zip(pred, truth, strict=True)]))
-            metrics["val_word_accuracy"] = float(
-                np.mean(
-                    [
-                        np.mean([a == b for a, b in zip(p.split(), t.split(), strict=False)] or [0.0])
-                        for p, t in zip(pred, truth, strict=True)
-                    ]
-                )
-            )
+            metrics["val_caption_match"] = caption_match(pred, truth)  # informative words only
             metrics["val_clips"] = len(val_given)
         missing = manifest[manifest.caption.isna()]
         generated = generate_captions(out / CAPTIONER_DIR, stack(missing.clip_id)) if len(missing) else []

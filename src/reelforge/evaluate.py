@@ -6,8 +6,8 @@ logged with that encoder's sha256 — never under the names of the standard I3D-
 - fvd_ref: Fréchet distance between reference-encoder features of generated clips and of the real
   validation clips (biased by sample count: compare only at equal n, which this stage guarantees).
 - clip_score_ref: 100 * max(cos(video, prompt), 0) in the reference encoder's joint space.
-- caption_match_ref: share of prompt words the reference captioner reads back, word by word, from the
-  generated video: does the video show what was asked?
+- caption_match_ref: share of each prompt's informative words (not shared by every prompt) that the
+  reference captioner reads back from the generated video: does the video show what was asked?
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from reelforge.captioner import ReferenceEncoder, frames_to_tensor, load_caption
 from reelforge.clips import load_clips, read_manifest, write_json_atomic
 from reelforge.config import Params
 from reelforge.extractors import CLIPScorer, I3DFeatures
-from reelforge.metrics import bootstrap_fd, bootstrap_mean, clip_style_score, feature_stats, frechet_distance
+from reelforge.metrics import (
+    bootstrap_fd,
+    bootstrap_mean,
+    caption_match,
+    clip_style_score,
+    feature_stats,
+    frechet_distance,
+)
 from reelforge.probe import accuracy, chance, label_clips, parse_prompt, train_probe
 from reelforge.text import decode, encode
 from reelforge.tracking import champion_version, load_generator, setup
@@ -127,18 +134,6 @@ def _split_half(features: torch.Tensor) -> float | None:
     if half < 2:
         return None
     return frechet_distance(*feature_stats(features[:half]), *feature_stats(features[half:]))
-
-
-def caption_match(read_back: list[str], prompts: list[str]) -> float:
-    """Mean share of each prompt's informative words (those not in every prompt) found in the read-back
-    caption. Words every prompt shares ("a", "moves", ...) would score for free, so they do not count."""
-    words = [set(p.lower().split()) for p in prompts]
-    common = set.intersection(*words)
-    shares = [
-        len((w - common) & set(r.split())) / max(len(w - common), 1)
-        for w, r in zip(words, read_back, strict=True)
-    ]
-    return float(np.mean(shares))
 
 
 def _sample_grid(videos: np.ndarray, per_prompt: int, rows: int) -> np.ndarray:

@@ -68,3 +68,15 @@ def bootstrap_mean(values, n: int, seed: int, level: float = 0.95) -> tuple[floa
     means = v[rng.integers(0, len(v), (n, len(v)))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def caption_match(read_back: list[str], prompts: list[str]) -> float:
+    """Mean share of each prompt's informative words (those not in every prompt) found in the read-back
+    caption. Words every prompt shares ("a", "moves", ...) would score for free, so they do not count."""
+    words = [set(p.lower().split()) for p in prompts]
+    common = set.intersection(*words)
+    shares = [
+        len((w - common) & set(r.split())) / max(len(w - common), 1)
+        for w, r in zip(words, read_back, strict=True)
+    ]
+    return float(np.mean(shares))

@@ -55,7 +55,7 @@ def test_challenger_must_beat_the_champion():
 
 
 def test_caption_match_ignores_words_every_prompt_shares():
-    from reelforge.evaluate import caption_match
+    from reelforge.metrics import caption_match
 
     prompts = ["a red circle moves left", "a blue square moves up"]
     assert caption_match(["a red circle moves left", "a red circle moves left"], prompts) == 0.5
