@@ -25,10 +25,17 @@ def test_all_problems_reported_at_once(tmp_path):
     assert "clip.fps" in str(err.value) and "train" in str(err.value)
 
 
-def test_bf16_on_cpu_fails_with_fix(tmp_path):
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("train:\n  accelerator: cpu\n  precision: bf16-mixed\n", "bf16-mixed needs a GPU"),
+        ("clip:\n  num_frames: 8\nevaluate:\n  i3d_path: /models/i3d.pt\n", "I3D needs at least 10 frames"),
+    ],
+)
+def test_impossible_combinations_fail_at_startup_with_the_fix(tmp_path, params, message):
     f = tmp_path / "params.yaml"
-    f.write_text("train:\n  accelerator: cpu\n  precision: bf16-mixed\n")
-    with pytest.raises(ConfigError, match="bf16-mixed needs a GPU"):
+    f.write_text(params)
+    with pytest.raises(ConfigError, match=message):
         load_params(f)
 
 
