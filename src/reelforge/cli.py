@@ -60,13 +60,15 @@ def demo_data(
 
 @app.command()
 def ingest(
-    input: Annotated[Path, typer.Option(help="Folder of raw videos (recursive).")],
-    output: Annotated[Path, typer.Option(help="Clip store to write.")],
+    input: Annotated[
+        Path, typer.Option(help="Folder of raw videos (recursive), or a list file of paths and URLs.")
+    ],
+    output: Annotated[Path, typer.Option(help="Clip store to create or append to.")],
     summary: Annotated[Path, typer.Option(help="Summary JSON (DVC metrics).")] = Path("reports/ingest.json"),
     params: ParamsOpt = Path("params.yaml"),
     set: SetOpt = None,
 ) -> None:
-    """Shots -> normalised clips, manifest.parquet and rejects.parquet."""
+    """Shots -> normalised clips, manifest.parquet and rejects.parquet (appends to an existing store)."""
     from reelforge import ingest as stage
 
     p = _params(params, set)

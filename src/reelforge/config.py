@@ -32,20 +32,43 @@ class ClipConfig(Section):
 
 
 class IngestConfig(Section):
-    workers: int = Field(2, ge=1, description="Worker processes decoding videos in parallel.")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: worker processes here; ray: Ray Data on the cluster at ray_address."
+    )
+    workers: int = Field(2, ge=1, description="Videos decoded in parallel (processes, or Ray tasks).")
+    ray_address: str | None = Field(None, description="Ray cluster for executor=ray (None: a local one).")
     shot_threshold: float = Field(
-        0.12,
+        0.08,
         gt=0,
         lt=1,
-        description="Mean absolute change (0-1) between consecutive small frames that marks a cut.",
+        description="Mean absolute change (0-1) between consecutive 16x16 YUV thumbnails that marks a cut.",
     )
     max_clips_per_shot: int = Field(4, ge=1, description="A long shot yields at most this many clips.")
     val_fraction: float = Field(
-        0.25, ge=0, lt=1, description="Share of source videos held out for validation."
+        0.25, ge=0, lt=1, description="Share of source videos held out for validation (split by source)."
     )
-    shard_max_clips: int = Field(256, ge=1, description="Clips per tar shard.")
-    max_file_mb: float = Field(2048, gt=0, description="Larger files are rejected before decoding.")
-    max_duration_s: float = Field(3600, gt=0, description="Longer videos are rejected before decoding.")
+    shard_max_clips: int = Field(256, ge=1, description="A shard closes at this many clips ...")
+    shard_max_mb: float = Field(512, gt=0, description="... or at this many MiB, whichever comes first.")
+    max_file_mb: float = Field(4096, gt=0, description="Larger files are rejected before decoding.")
+    max_duration_s: float = Field(3 * 3600, gt=0, description="Longer videos are rejected.")
+    max_pixels: int = Field(
+        8192 * 4320, ge=1, description="Frames with more pixels are rejected (decompression bombs)."
+    )
+    min_short_side: int = Field(64, ge=1, description="Sources whose short side is smaller are rejected.")
+    min_motion: float = Field(
+        0.002, ge=0, description="Clips in which a smaller share of pixels changes per frame are static."
+    )
+    min_brightness: float = Field(0.03, ge=0, description="Clips with a darker mean luma (0-1) are rejected.")
+    min_contrast: float = Field(
+        0.01, ge=0, description="Clips whose spatial RGB std (0-1) is lower are blank (a flat colour)."
+    )
+    dup_max_hamming: int = Field(
+        4,
+        ge=0,
+        le=16,
+        description="Clips whose first/middle/last-frame pHashes are all within this many bits of a stored "
+        "clip's are near-duplicates.",
+    )
 
 
 class CaptionConfig(Section):

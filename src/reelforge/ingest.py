@@ -1,26 +1,38 @@
 """Ingest: raw videos -> shots -> normalised clips in tar shards, `manifest.parquet` and `rejects.parquet`.
 
-Every input video ends up as at least one clip or as a reject row with a reason; nothing is dropped silently.
+Every input ends up as clips or as reject rows with a reason and the stage that rejected it; nothing is
+dropped silently. Reruns append: inputs already in the store are skipped, and a killed run loses at most
+its uncommitted part (see `ClipStore`). Per-video work (`process_source`) is a pure function of one input,
+run by local worker processes or by Ray Data; the driver alone decides duplicates and writes the store,
+in input order, so both executors produce the same manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections import Counter
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
-import pandas as pd
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from reelforge.clips import MANIFEST, REJECTS, ShardWriter, atomic_dir, write_json_atomic
+from reelforge.clips import MANIFEST, REJECTS, SOURCES, ClipStore, write_json_atomic
 from reelforge.config import ClipConfig, IngestConfig
-from reelforge.video import VIDEO_EXTENSIONS, decode_resized, probe
+from reelforge.hashing import file_sha256
+from reelforge.quality import NearDuplicateIndex, scores, signature
+from reelforge.shots import ClipSampler
+from reelforge.sources import Source, SourceRejected, list_sources, local_copy
+from reelforge.video import VideoFile, thumbnail, to_rgb_square
 
-DETECT_SIZE = 16  # shot detection compares 16x16 thumbnails: cheap, and blind to small motion
+REJECT_COLUMNS = ["source_path", "stage", "reason", "detail", "start_s", "end_s", "duplicate_of", "motion",
+                  "brightness", "contrast"]  # fmt: skip
+SOURCE_COLUMNS = ["source_path", "outcome", "clips", "reason", "sha256", "size_bytes"]
+CLIP_COLUMNS = ["clip_id", "source_path", "start_s", "end_s", "split", "shard", "caption"]
 
 
 @dataclass(frozen=True)
@@ -32,171 +44,300 @@ class IngestResult:
 
 
 @dataclass
-class VideoOutcome:
-    source_path: str
-    clips: list[tuple[dict, np.ndarray]]
-    reject_reason: str | None = None
+class SourceOutcome:
+    """What one worker learned about one input. `clips` pairs manifest rows with (T, S, S, 3) frames."""
+
+    source: dict  # the sources.parquet row: probe, hash, decode facts
+    clips: list[tuple[dict, np.ndarray]] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
 
 
-def find_videos(input_dir: Path) -> list[Path]:
-    """Files with a video extension (any case), recursively, in a stable order."""
-    return sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+def _reject(uri: str, stage: str, reason: str, detail: str, **extra) -> dict:
+    return {"source_path": uri, "stage": stage, "reason": reason, "detail": detail, **extra}
 
 
-def detect_cuts(thumbs: np.ndarray, threshold: float) -> list[int]:
-    """Frame indices where a new shot starts (0 included). thumbs: (N, h, w, 3) uint8."""
-    x = thumbs.astype(np.float32) / 255.0
-    change = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2, 3))  # (N-1,)
-    return [0] + [int(i) + 1 for i in np.flatnonzero(change > threshold)]
-
-
-def _thumb(frame: np.ndarray) -> np.ndarray:
-    s = frame.shape[0] // DETECT_SIZE
-    return (
-        frame
-        if s <= 1
-        else frame[: s * DETECT_SIZE, : s * DETECT_SIZE]
-        .reshape(DETECT_SIZE, s, DETECT_SIZE, s, 3)
-        .mean(axis=(1, 3))
-    )
-
-
-def cut_clips(
-    times: np.ndarray,
-    frames: np.ndarray,
-    cuts: list[int],
-    src_fps: float,
-    clip: ClipConfig,
-    max_clips_per_shot: int,
-) -> list[tuple[float, float, np.ndarray]]:
-    """Resample each shot to clip.fps; cut consecutive clips of clip.num_frames. A clip never spans a cut."""
-    out = []
-    bounds = cuts + [len(frames)]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        start = times[a]
-        end = times[b] if b < len(frames) else times[b - 1] + 1.0 / src_fps
-        n = min(max_clips_per_shot, math.floor((end - start) / clip.duration_s + 1e-6))
-        for j in range(n):
-            t = start + j * clip.duration_s + np.arange(clip.num_frames) / clip.fps  # (num_frames,)
-            # The latest source frame at or before each target time (within this shot).
-            idx = np.clip(np.searchsorted(times[a:b], t + 1e-6, side="right") - 1, 0, b - a - 1) + a
-            out.append((float(t[0]), float(t[0] + clip.duration_s), frames[idx]))
+def process_source(source: Source, clip: ClipConfig, cfg: IngestConfig) -> SourceOutcome:
+    """Fetch, check, probe, decode, cut and score one input. Never raises for a bad input."""
+    out = SourceOutcome({"source_path": source.uri})
+    try:
+        with local_copy(source, int(cfg.max_file_mb * 2**20)) as path:
+            out.source.update(size_bytes=path.stat().st_size, sha256=file_sha256(path))
+            _decode_and_cut(path, source, clip, cfg, out)
+            if not source.remote and path.with_suffix(".txt").is_file():
+                out.source["caption"] = path.with_suffix(".txt").read_text(encoding="utf-8").strip() or None
+    except SourceRejected as exc:
+        out.rejects.append(_reject(source.uri, "fetch", exc.reason, exc.detail))
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        stage = "decode" if "decoded_frames" in out.source else "probe"
+        reason = "decode_error" if stage == "decode" else "not_video"
+        detail = f"{type(exc).__name__}: {exc}".strip()[:300]
+        out.clips, out.rejects = [], [_reject(source.uri, stage, reason, detail)]
     return out
 
 
-def process_video(path: Path, input_root: Path, clip: ClipConfig, cfg: IngestConfig) -> VideoOutcome:
-    rel = str(path.relative_to(input_root))
-    try:
-        size_mb = path.stat().st_size / 2**20
-        if size_mb == 0:
-            return VideoOutcome(rel, [], "empty file")
-        if size_mb > cfg.max_file_mb:
-            return VideoOutcome(rel, [], f"file is {size_mb:.0f} MB > ingest.max_file_mb={cfg.max_file_mb}")
-        info = probe(path)
-        if info.duration_s > cfg.max_duration_s:
-            return VideoOutcome(rel, [], f"duration {info.duration_s:.0f}s > ingest.max_duration_s")
-        decoded = list(decode_resized(path, clip.size))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's reject reason
-        return VideoOutcome(rel, [], f"decode error: {type(exc).__name__}: {exc}".strip()[:300])
-    if len(decoded) < 2:
-        return VideoOutcome(rel, [], f"only {len(decoded)} decodable frames")
-    times = np.array([t for t, _ in decoded])
-    frames = np.stack([f for _, f in decoded])  # (N, size, size, 3)
-    src_fps = info.fps or (len(times) - 1) / max(times[-1] - times[0], 1e-6)
-    cuts = detect_cuts(np.stack([_thumb(f) for f in frames]), cfg.shot_threshold)
-    pieces = cut_clips(times, frames, cuts, src_fps, clip, cfg.max_clips_per_shot)
-    if not pieces:
-        return VideoOutcome(rel, [], f"no shot lasts {clip.duration_s:.2f}s (clip.num_frames / clip.fps)")
-    sidecar = path.with_suffix(".txt")
-    caption = sidecar.read_text().strip() or None if sidecar.exists() and len(cuts) == 1 else None
-    rows = []
-    for start_s, end_s, clip_frames in pieces:
-        clip_id = hashlib.sha256(clip_frames.tobytes()).hexdigest()[:16]  # content hash: deterministic
-        rows.append(
-            (
-                {
-                    "clip_id": clip_id,
-                    "source_path": rel,
-                    "start_s": round(start_s, 4),
-                    "end_s": round(end_s, 4),
-                    "num_frames": clip.num_frames,
-                    "fps": clip.fps,
-                    "width": clip.size,
-                    "height": clip.size,
-                    "caption": caption,
-                    "num_shots_in_source": len(cuts),
-                    "source_fps": round(src_fps, 3),
-                    "source_width": info.width,
-                    "source_height": info.height,
-                    "source_codec": info.codec,
-                },
-                clip_frames,
+def _check_probe(info, cfg: IngestConfig) -> tuple[str, str] | None:
+    if info.width * info.height > cfg.max_pixels:
+        return "too_many_pixels", f"{info.width}x{info.height} > ingest.max_pixels={cfg.max_pixels}"
+    if min(info.width, info.height) < cfg.min_short_side:
+        return "low_resolution", f"{info.width}x{info.height}: short side < ingest.min_short_side"
+    if info.duration_s > cfg.max_duration_s:
+        return "too_long", f"{info.duration_s:.0f} s > ingest.max_duration_s={cfg.max_duration_s:g}"
+    return None
+
+
+def _decode_and_cut(path: Path, source: Source, clip: ClipConfig, cfg: IngestConfig, out: SourceOutcome):
+    with VideoFile(path) as video:
+        info = video.probe
+        out.source.update(info.as_row())
+        if problem := _check_probe(info, cfg):
+            out.rejects.append(_reject(source.uri, "probe", *problem))
+            return
+        sampler = ClipSampler(
+            clip.num_frames,
+            clip.fps,
+            cfg.shot_threshold,
+            cfg.max_clips_per_shot,
+            lambda f: to_rgb_square(f, clip.size),
+        )
+        cut, times = [], []
+        out.source["decoded_frames"] = 0
+        for frame in video.frames():
+            # Decode-time limits: headers can lie about size and length (a decompression bomb does).
+            if frame.width * frame.height > cfg.max_pixels:
+                out.rejects.append(
+                    _reject(source.uri, "decode", "too_many_pixels", f"a {frame.width}x{frame.height} frame")
+                )
+                return
+            t = frame.time if frame.time is not None else (times[-1] + 1 / (info.fps or 25) if times else 0.0)
+            t = t if not times or t > times[-1] else times[-1] + 1e-3  # timestamps must increase
+            if t > cfg.max_duration_s:
+                out.rejects.append(_reject(source.uri, "decode", "too_long", f"frames past {t:.0f} s"))
+                return
+            times.append(t)
+            out.source["decoded_frames"] += 1
+            cut += sampler.push(t, thumbnail(frame), frame)
+        steps = np.diff(times)
+        last = float(np.median(steps)) if len(steps) else 1 / (info.fps or 25)
+        cut += sampler.finish(times[-1] + last)
+    out.source.update(
+        decoded_s=round(times[-1] + last - times[0], 4),
+        vfr=bool(len(steps) > 1 and steps.std() > 0.05 * steps.mean()),
+        shots=sampler.shots,
+    )
+    if not cut:
+        out.rejects.append(
+            _reject(
+                source.uri,
+                "cut",
+                "no_full_clip",
+                f"longest shot {sampler.longest_shot_s:.2f} s < clip {clip.duration_s:.2f} s "
+                "(clip.num_frames / clip.fps)",
             )
         )
-    return VideoOutcome(rel, rows)
+    for c in cut:
+        frames = np.stack(c.frames)  # (T, S, S, 3)
+        s = scores(frames)
+        span = {"start_s": round(c.start_s, 4), "end_s": round(c.end_s, 4)}
+        if problem := _check_scores(s, cfg):
+            out.rejects.append(_reject(source.uri, "filter", *problem, **span, **s))
+            continue
+        row = {
+            "clip_id": hashlib.sha256(frames.tobytes()).hexdigest()[:16],  # content hash: deterministic
+            "source_path": source.uri,
+            **span,
+            "num_frames": clip.num_frames,
+            "fps": clip.fps,
+            "width": clip.size,
+            "height": clip.size,
+            **s,
+            **{f"phash_{i}": np.uint64(h) for i, h in enumerate(signature(frames))},
+        }
+        out.clips.append((row, frames))
 
 
-def assign_splits(sources: list[str], val_fraction: float) -> dict[str, str]:
-    """Split by source video (no video feeds both sides), ordered by a hash of its path: deterministic."""
-    ranked = sorted(sources, key=lambda s: hashlib.sha256(s.encode()).hexdigest())
-    n_val = math.ceil(len(ranked) * val_fraction) if val_fraction > 0 and len(ranked) > 1 else 0
-    return {s: ("val" if i < n_val else "train") for i, s in enumerate(ranked)}
+def _check_scores(s: dict[str, float], cfg: IngestConfig) -> tuple[str, str] | None:
+    if s["brightness"] < cfg.min_brightness:
+        return "too_dark", f"brightness {s['brightness']:.3f} < ingest.min_brightness={cfg.min_brightness}"
+    if s["contrast"] < cfg.min_contrast:
+        return "blank", f"contrast {s['contrast']:.4f} < ingest.min_contrast={cfg.min_contrast}"
+    if s["motion"] < cfg.min_motion:
+        return "static", f"motion {s['motion']:.5f} < ingest.min_motion={cfg.min_motion}"
+    return None
+
+
+def split_of(source_path: str, val_fraction: float) -> str:
+    """Split by source video, from a hash of its path: stable as the dataset grows, no video on both sides."""
+    u = int(hashlib.sha256(source_path.encode()).hexdigest()[:12], 16) / 16**12
+    return "val" if u < val_fraction else "train"
+
+
+def _local_outcomes(fn: Callable, sources: list[Source], workers: int) -> Iterator[SourceOutcome]:
+    """Worker processes, at most 2 x workers videos in flight, results in input order (bounded memory)."""
+    with ProcessPoolExecutor(workers) as pool:
+        todo, pending = iter(sources), deque()
+        for s in todo:
+            pending.append(pool.submit(fn, s))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done = pending.popleft().result()
+            if (s := next(todo, None)) is not None:
+                pending.append(pool.submit(fn, s))
+            yield done
+
+
+def _ray_outcomes(fn: Callable, sources: list[Source], workers: int, address: str | None) -> Iterator:
+    """Ray Data runs the same per-video function on a Ray cluster (a local one when address is None)."""
+    import pickle
+
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # same order as the local executor: same shards
+    items = [{"uri": s.uri, "root": s.root} for s in sources]
+    ds = ray.data.from_items(items, override_num_blocks=max(len(items), 1))
+    ds = ds.map(lambda r: {"outcome": pickle.dumps(fn(Source(r["uri"], r["root"])))}, concurrency=workers)
+    for row in ds.iter_rows():
+        yield pickle.loads(row["outcome"])
+
+
+class _Work:
+    """Picklable per-source function with the stage's settings bound."""
+
+    def __init__(self, clip: ClipConfig, cfg: IngestConfig):
+        self.clip, self.cfg = clip, cfg
+
+    def __call__(self, source: Source) -> SourceOutcome:
+        return process_source(source, self.clip, self.cfg)
 
 
 def run(
     cfg: IngestConfig,
     clip: ClipConfig,
-    input_dir: str | Path,
+    input_path: str | Path,
     output_dir: str | Path,
     summary_path: str | Path,
 ) -> IngestResult:
-    input_dir = Path(input_dir).resolve()
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f"input directory {input_dir} does not exist")
-    videos = find_videos(input_dir)
-    outcomes: list[VideoOutcome] = []
-    with ProcessPoolExecutor(cfg.workers) as pool, Progress() as progress:
-        task = progress.add_task("ingest", total=len(videos))
-        futures = [pool.submit(process_video, v, input_dir, clip, cfg) for v in videos]
-        for fut in futures:  # in input order, so shards and manifest are deterministic
-            outcomes.append(fut.result())
-            progress.advance(task)
+    sources = list_sources(input_path)
+    settings = {"clip": clip.model_dump(), **cfg.model_dump(include=CLIP_SHAPING)}
+    store = ClipStore(output_dir, settings)
+    clips, rejects, done = store.tables()
+    seen = set(done.source_path) if len(done) else set()
+    todo = [s for s in sources if s.uri not in seen]
+    files: dict[str, str] = {}  # sha256 -> first source with those bytes
+    for sha, uri in zip(done.get("sha256", ()), done.get("source_path", ()), strict=True):
+        if isinstance(sha, str):
+            files.setdefault(sha, uri)
+    index = NearDuplicateIndex(cfg.dup_max_hamming)
+    for row in clips.itertuples() if len(clips) else ():
+        index.add(row.clip_id, [int(getattr(row, f"phash_{i}")) for i in range(3)])
 
-    splits = assign_splits([o.source_path for o in outcomes if o.clips], cfg.val_fraction)
-    rows, seen = [], set()
-    with atomic_dir(output_dir) as out:
-        writer = ShardWriter(out, cfg.shard_max_clips)
-        for o in outcomes:
-            for row, frames in o.clips:
-                if row["clip_id"] in seen:  # identical pixels twice: keep one
-                    continue
-                seen.add(row["clip_id"])
-                rows.append(
-                    {**row, "split": splits[o.source_path], "shard": writer.write(row["clip_id"], frames)}
-                )
-        writer.close()
-        manifest = pd.DataFrame(rows)
-        rejects = pd.DataFrame(
-            [
-                {"source_path": o.source_path, "reason": o.reject_reason, "stage": "ingest"}
-                for o in outcomes
-                if o.reject_reason
-            ],
-            columns=["source_path", "reason", "stage"],
-        )
-        manifest.to_parquet(out / MANIFEST, index=False)
-        rejects.to_parquet(out / REJECTS, index=False)
-
-    reasons = Counter(r.split(":")[0] for r in rejects.reason)
-    summary = {
-        "inputs": len(videos),
-        "clips": len(manifest),
-        "rejects": len(rejects),
-        "rejects_by_reason": dict(reasons),
-        "source_videos_with_clips": len(splits),
-        "clip_hours": round(len(manifest) * clip.duration_s / 3600, 4),
-        "train_clips": int((manifest.split == "train").sum()) if len(manifest) else 0,
-        "val_clips": int((manifest.split == "val").sum()) if len(manifest) else 0,
-    }
+    work = _Work(clip, cfg)
+    outcomes = (
+        _ray_outcomes(work, todo, cfg.workers, cfg.ray_address)
+        if cfg.executor == "ray"
+        else _local_outcomes(work, todo, cfg.workers)
+    )
+    added = _write(store, outcomes, len(todo), files, index, cfg)
+    clips, rejects, done = store.consolidate(
+        {MANIFEST: CLIP_COLUMNS, REJECTS: REJECT_COLUMNS, SOURCES: SOURCE_COLUMNS}
+    )
+    missing = {s.uri for s in sources} - set(done.source_path if len(done) else ())
+    if missing:  # accounting is an invariant, not a hope
+        raise RuntimeError(f"{len(missing)} inputs have neither clips nor a reject row, e.g. {min(missing)}")
+    summary = _summary(sources, todo, added, clips, rejects, done, clip, store)
     write_json_atomic(summary_path, summary)
-    return IngestResult(len(videos), len(manifest), len(rejects), summary)
+    return IngestResult(len(sources), len(clips), len(rejects), summary)
+
+
+# Settings that change what a stored clip is; the store restarts when they change (see ClipStore).
+CLIP_SHAPING = {"shot_threshold", "max_clips_per_shot", "min_motion", "min_brightness", "min_contrast",
+                "dup_max_hamming", "max_pixels", "min_short_side", "val_fraction"}  # fmt: skip
+
+
+def _write(
+    store: ClipStore,
+    outcomes: Iterable[SourceOutcome],
+    total: int,
+    files: dict[str, str],
+    index: NearDuplicateIndex,
+    cfg: IngestConfig,
+) -> int:
+    """Dedup in input order, then append each outcome to the open part; commit parts as shards fill."""
+    added, part = 0, store.next_part()
+    columns = [
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("videos · {task.fields[clips]} clips · {task.fields[rate]:.1f} clips/s"),
+        TimeElapsedColumn(),
+    ]
+    start = time.perf_counter()
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("ingest", total=total, clips=0, rate=0.0)
+        for o in outcomes:
+            src, uri = o.source, o.source["source_path"]
+            rejects = list(o.rejects)
+            kept = []
+            if src.get("sha256") in files:
+                twin = files[src["sha256"]]
+                rejects = [_reject(uri, "dedup", "duplicate_file", "same bytes", duplicate_of=twin)]
+            else:
+                if src.get("sha256"):
+                    files[src["sha256"]] = uri
+                for row, frames in o.clips:
+                    sig = [int(row[f"phash_{i}"]) for i in range(3)]
+                    if (twin := index.find(sig)) is not None:
+                        span = {k: row[k] for k in ("start_s", "end_s", "brightness", "contrast", "motion")}
+                        rejects.append(
+                            _reject(uri, "dedup", "near_duplicate", "pHash match", duplicate_of=twin, **span)
+                        )
+                        continue
+                    index.add(row["clip_id"], sig)
+                    kept.append((row, frames))
+            caption = src.get("caption")
+            for row, frames in kept:
+                row.update(
+                    source_caption=caption,
+                    caption=caption if src.get("shots") == 1 else None,  # a sidecar describes one shot
+                    num_shots_in_source=src.get("shots"),
+                    source_sha256=src.get("sha256"),
+                    split=split_of(uri, cfg.val_fraction),
+                )
+                part.add_clip(row, frames)
+            file_level = any("start_s" not in r for r in rejects)
+            outcome = "clips" if kept else "rejected" if file_level else "all_clips_rejected"
+            reason = None if kept else rejects[0]["reason"]
+            part.sources.append({**src, "outcome": outcome, "clips": len(kept), "reason": reason})
+            part.rejects += rejects
+            added += len(kept)
+            elapsed = time.perf_counter() - start
+            progress.update(task, advance=1, clips=added, rate=added / max(elapsed, 1e-9))
+            if len(part.clips) >= cfg.shard_max_clips or part.bytes >= cfg.shard_max_mb * 2**20:
+                part.commit()
+                part = store.next_part()
+        if part.sources:
+            part.commit()
+    return added
+
+
+def _summary(sources, todo, added, clips, rejects, done, clip: ClipConfig, store: ClipStore) -> dict:
+    n = len(clips)
+    return {
+        "inputs": len(sources),
+        "inputs_processed_this_run": len(todo),
+        "inputs_already_ingested": len(sources) - len(todo),
+        "clips": n,
+        "clips_added_this_run": added,
+        "rejects": len(rejects),
+        "rejects_by_reason": dict(Counter(rejects.reason)) if len(rejects) else {},
+        "sources_by_outcome": dict(Counter(done.outcome)) if len(done) else {},
+        "source_hours": round(float(done.get("decoded_s", 0).fillna(0).sum()) / 3600, 4) if len(done) else 0,
+        "clip_hours": round(n * clip.duration_s / 3600, 4),
+        "train_clips": int((clips.split == "train").sum()) if n else 0,
+        "val_clips": int((clips.split == "val").sum()) if n else 0,
+        "store_restarted": store.restarted,
+        "uncommitted_files_removed": store.recovered,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,34 +12,92 @@ import av
 import numpy as np
 from PIL import Image
 
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts"}
+VIDEO_EXTENSIONS = {
+    ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv",
+    ".3gp", ".ogv", ".mxf",
+}  # fmt: skip
+THUMB = 16  # shot detection compares 16x16 thumbnails of every plane
 
 
 @dataclass(frozen=True)
 class Probe:
-    duration_s: float
-    fps: float
-    width: int
-    height: int
+    """What the container and the first decoded frame say about a file (recorded per source)."""
+
+    container: str
     codec: str
+    pix_fmt: str
+    bit_depth: int
+    width: int  # as displayed, i.e. after rotation
+    height: int
+    rotation: int  # degrees counter-clockwise applied for display (from the display matrix)
+    fps: float  # average; variable-frame-rate files are resampled by timestamps, not by this
+    duration_s: float
+    has_audio: bool
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+class VideoFile:
+    """One open container: `probe` (reads only the first frame) then `frames()` (streams the rest).
+
+    Raises av.FFmpegError or ValueError for files that are not decodable video.
+    """
+
+    def __init__(self, path: str | Path):
+        self.container = av.open(str(path))
+        if not self.container.streams.video:
+            self.container.close()
+            raise ValueError("no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self._decoded = self.container.decode(self.stream)
+        self._first = next(self._decoded, None)
+        if self._first is None:
+            self.container.close()
+            raise ValueError("the video stream has no decodable frame")
+        self.probe = self._probe()
+
+    def _probe(self) -> Probe:
+        s, f = self.stream, self._first
+        if s.duration is not None and s.time_base is not None:
+            duration = float(s.duration * s.time_base)
+        elif self.container.duration is not None:
+            duration = self.container.duration / av.time_base
+        else:
+            duration = 0.0
+        rotation = int(f.rotation or 0) % 360
+        w, h = (f.height, f.width) if rotation in (90, 270) else (f.width, f.height)
+        return Probe(
+            container=self.container.format.name,
+            codec=s.codec_context.codec.canonical_name,  # "av1", not the decoder "libdav1d"
+            pix_fmt=f.format.name,
+            bit_depth=max(c.bits for c in f.format.components),
+            width=w,
+            height=h,
+            rotation=rotation,
+            fps=float(s.average_rate or s.guessed_rate or 0),
+            duration_s=round(duration, 4),
+            has_audio=bool(self.container.streams.audio),
+        )
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        yield self._first
+        yield from self._decoded
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> VideoFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def probe(path: str | Path) -> Probe:
-    """Container-level facts; raises av.FFmpegError (or ValueError) for files that are not video."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0)
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = 0.0
-        return Probe(
-            duration, fps, stream.codec_context.width, stream.codec_context.height, stream.codec_context.name
-        )
+    with VideoFile(path) as v:
+        return v.probe
 
 
 def _fit_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -49,22 +107,45 @@ def _fit_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(size, round(width * size / height)), size
 
 
-def decode_resized(path: str | Path, size: int) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (time_s, frame) with frame (size, size, 3) uint8: short side scaled to `size`, centre-cropped.
+def to_rgb_square(frame: av.VideoFrame, size: int) -> np.ndarray:
+    """(size, size, 3) uint8 as displayed: rotation applied, short side scaled to `size`, centre-cropped.
 
-    Frames are shrunk as they are decoded, so memory does not grow with the source resolution.
+    The scale happens in FFmpeg's swscale before any RGB array exists, so a 4K frame never becomes a
+    full-size NumPy array.
     """
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        target: tuple[int, int] | None = None
-        for frame in container.decode(stream):
-            if target is None:
-                target = _fit_size(frame.width, frame.height, size)
-            w, h = target
-            rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
-            top, left = (h - size) // 2, (w - size) // 2
-            yield float(frame.time), rgb[top : top + size, left : left + size]
+    rotation = int(frame.rotation or 0) % 360
+    quarter = rotation in (90, 270)
+    dw, dh = (frame.height, frame.width) if quarter else (frame.width, frame.height)
+    tw, th = _fit_size(dw, dh, size)  # displayed target
+    cw, ch = (th, tw) if quarter else (tw, th)  # coded target
+    rgb = frame.reformat(width=cw, height=ch, format="rgb24", interpolation="AREA").to_ndarray()
+    rgb = np.rot90(rgb, k=rotation // 90)  # counter-clockwise, as the display matrix says
+    top, left = (th - size) // 2, (tw - size) // 2
+    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+
+
+def thumbnail(frame: av.VideoFrame) -> np.ndarray:
+    """(3, THUMB, THUMB) float32 in [0, 1]: Y, U, V sampled on a grid, for shot-boundary detection.
+
+    Planar YUV (what nearly every codec decodes to) is read in place with a strided gather, which costs
+    a small fraction of the decode; other formats (GIF palettes, RGB, NV12) go through swscale first.
+    Colour planes matter: two shots with equal brightness but different hues are still a cut.
+    """
+    fmt = frame.format
+    planar_yuv = fmt.name.startswith("yuv") and fmt.is_planar and not fmt.name.endswith("be")
+    if not (planar_yuv and len(frame.planes) >= 3):
+        frame = frame.reformat(width=2 * THUMB, height=2 * THUMB, format="yuv444p")
+        fmt = frame.format
+    bits = fmt.components[0].bits
+    planes = []
+    for p in frame.planes[:3]:
+        a = np.frombuffer(p, np.uint8)[: p.height * p.line_size].reshape(p.height, p.line_size)
+        a = (a if bits <= 8 else a.view("<u2"))[:, : p.width]  # drop the row padding
+        ys = np.linspace(0, p.height - 1, 2 * THUMB).round().astype(int)
+        xs = np.linspace(0, p.width - 1, 2 * THUMB).round().astype(int)
+        g = a[np.ix_(ys, xs)].astype(np.float32)  # (2T, 2T)
+        planes.append(g.reshape(THUMB, 2, THUMB, 2).mean(axis=(1, 3)))  # 2x2 mean: less sensitive to grain
+    return np.stack(planes) / float(2**bits - 1)
 
 
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 
 from reelforge.demo_data import FPS, make_demo_data
-from reelforge.video import decode_bytes, decode_resized, encode_gif, encode_mp4, probe
+from reelforge.video import VideoFile, decode_bytes, encode_gif, encode_mp4, to_rgb_square
 
 
 def test_demo_data_is_deterministic_and_describes_every_file(tmp_path):
@@ -22,10 +22,11 @@ def test_demo_data_is_deterministic_and_describes_every_file(tmp_path):
 def test_demo_video_decodes_to_ground_truth_length(demo):
     raw, truth = demo
     v = next(v for v in truth["videos"] if v["kind"] == "multi")
-    frames = list(decode_resized(raw / v["file"], 32))
+    with VideoFile(raw / v["file"]) as video:
+        frames = list(video.frames())
+        info = video.probe
     assert len(frames) == round(v["shots"][-1]["end_s"] * FPS)
-    assert frames[0][1].shape == (32, 32, 3)
-    info = probe(raw / v["file"])
+    assert to_rgb_square(frames[0], 32).shape == (32, 32, 3)
     assert info.codec == "h264" and (info.width, info.height) == (truth["width"], truth["height"])
 
 

@@ -1,0 +1,87 @@
+"""Clip quality scores and near-duplicate detection (perceptual hashes), stored with every clip.
+
+Scores are on a 0-1 scale: `brightness` is the mean luma (BT.601); `contrast` the spatial standard deviation
+of R, G and B, averaged over channels and frames; `motion` the share of pixels whose largest RGB change
+between consecutive frames exceeds MOTION_DELTA, averaged over frame pairs. RGB rather than luma, because
+a red square moving over a purple background barely changes luma; a share of pixels rather than a mean,
+because a small object moving across a still scene is motion however small it is. A clip's signature
+is the 64-bit DCT pHash of its first, middle and last frame; two clips are near-duplicates when all three
+pairs are within `ingest.dup_max_hamming` bits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from PIL import Image
+from scipy.fft import dctn
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+MOTION_DELTA = 10 / 255  # above codec noise on a still picture
+PHASH_FRAMES = 3
+
+
+def scores(frames: np.ndarray) -> dict[str, float]:
+    """frames: (T, H, W, 3) uint8 -> brightness, contrast, motion in [0, 1]."""
+    x = frames.astype(np.float32) / 255.0  # (T, H, W, 3)
+    moved = np.abs(np.diff(x, axis=0)).max(axis=-1) > MOTION_DELTA  # (T-1, H, W)
+    return {
+        "brightness": round(float((x @ LUMA).mean()), 5),
+        "contrast": round(float(x.std(axis=(1, 2)).mean()), 5),
+        "motion": round(float(moved.mean()), 5),
+    }
+
+
+def phash(frame: np.ndarray) -> int:
+    """64-bit perceptual hash of one (H, W, 3) uint8 frame: signs of the 8x8 lowest DCT frequencies of a
+    32x32 grey image, against their median (the DC term excluded)."""
+    grey = Image.fromarray(frame).convert("L").resize((32, 32), Image.BILINEAR)
+    low = dctn(np.asarray(grey, np.float32), norm="ortho")[:8, :8].ravel()  # (64,)
+    bits = low > np.median(low[1:])
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def signature(frames: np.ndarray) -> list[int]:
+    """pHashes of the first, middle and last frame of a (T, H, W, 3) clip."""
+    t = len(frames)
+    return [phash(frames[i]) for i in (0, t // 2, t - 1)]
+
+
+class NearDuplicateIndex:
+    """Finds a stored clip whose signature is within `max_hamming` bits on every frame.
+
+    Lookup is exact and sub-linear: the middle hash is cut into max_hamming + 1 bands, and by the pigeonhole
+    principle any hash within max_hamming bits agrees exactly on at least one band, so only clips sharing
+    a band value are compared.
+    """
+
+    def __init__(self, max_hamming: int):
+        self.max_hamming = max_hamming
+        n = max_hamming + 1
+        edges = np.linspace(0, 64, n + 1).round().astype(int)
+        self.bands = [(int(a), (1 << int(b - a)) - 1) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        self.tables: list[dict[int, list[int]]] = [defaultdict(list) for _ in self.bands]
+        self.ids: list[str] = []
+        self.sigs: list[list[int]] = []
+
+    def _keys(self, h: int) -> list[int]:
+        return [(h >> shift) & mask for shift, mask in self.bands]
+
+    def find(self, sig: list[int]) -> str | None:
+        seen: set[int] = set()
+        for table, key in zip(self.tables, self._keys(sig[PHASH_FRAMES // 2]), strict=True):
+            for i in table.get(key, ()):
+                if i not in seen:
+                    seen.add(i)
+                    bits = [(a ^ b).bit_count() for a, b in zip(sig, self.sigs[i], strict=True)]
+                    if max(bits) <= self.max_hamming:
+                        return self.ids[i]
+        return None
+
+    def add(self, clip_id: str, sig: list[int]) -> None:
+        i = len(self.ids)
+        self.ids.append(clip_id)
+        self.sigs.append(list(sig))
+        for table, key in zip(self.tables, self._keys(sig[PHASH_FRAMES // 2]), strict=True):
+            table[key].append(i)

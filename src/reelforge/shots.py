@@ -1,0 +1,106 @@
+"""Online shot-boundary detection and clip sampling: one pass over decoded frames, no frame held twice.
+
+Frames arrive in decode order. A hard cut is a jump in the mean absolute difference between consecutive
+YUV thumbnails (`ingest.shot_threshold`, 0-1). Inside a shot, clips are `clip.num_frames` frames at
+`clip.fps`, laid end to end from the shot's start; each target time takes the latest source frame at or
+before it, which resamples any source rate, constant or variable. A clip is emitted only once the shot
+is known to last its full duration, so no clip ever spans a cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EPS = 1e-6
+
+
+@dataclass
+class Clip:
+    start_s: float
+    end_s: float
+    frames: list[np.ndarray]  # clip.num_frames arrays of (size, size, 3) uint8
+
+
+@dataclass
+class _Held:
+    """The newest frame of the current shot, converted to a clip frame only if some target time uses it."""
+
+    time: float
+    frame: object
+    converted: np.ndarray | None = None
+
+
+@dataclass
+class ClipSampler:
+    num_frames: int
+    fps: float
+    threshold: float
+    max_clips_per_shot: int
+    convert: Callable[[object], np.ndarray]  # decoded frame -> (size, size, 3) uint8
+    shots: int = 0
+    longest_shot_s: float = 0.0
+    _shot_start: float = 0.0
+    _thumb: np.ndarray | None = None
+    _held: _Held | None = None
+    _clips_in_shot: int = 0
+    _building: list[np.ndarray] = field(default_factory=list)
+    _pending: Clip | None = None  # full of frames, waiting to learn that the shot lasts until its end
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    def _target(self) -> float:
+        return self._shot_start + self._clips_in_shot * self.duration_s + len(self._building) / self.fps
+
+    def _take_held(self) -> None:
+        if self._held.converted is None:
+            self._held.converted = self.convert(self._held.frame)
+        self._building.append(self._held.converted)
+        if len(self._building) == self.num_frames:
+            start = self._shot_start + self._clips_in_shot * self.duration_s
+            self._pending = Clip(start, start + self.duration_s, self._building)
+            self._building, self._clips_in_shot = [], self._clips_in_shot + 1
+
+    def _sampling(self) -> bool:
+        return self._pending is None and self._clips_in_shot < self.max_clips_per_shot
+
+    def push(self, time: float, thumb: np.ndarray, frame: object) -> list[Clip]:
+        """Feed one frame; return the clips it completed."""
+        out: list[Clip] = []
+        if self._thumb is None:
+            self._start_shot(time)
+        elif float(np.abs(thumb - self._thumb).mean()) > self.threshold:
+            out += self._end_shot(time)
+            self._start_shot(time)
+        self._thumb = thumb
+        if self._pending is not None and time >= self._pending.end_s - EPS:
+            out.append(self._pending)
+            self._pending = None
+        # Every target time before this frame is served by the held (previous) frame.
+        while self._held is not None and self._sampling() and time > self._target() + EPS:
+            self._take_held()
+            if self._pending is not None and time >= self._pending.end_s - EPS:
+                out.append(self._pending)
+                self._pending = None
+        self._held = _Held(time, frame)
+        return out
+
+    def finish(self, end_time: float) -> list[Clip]:
+        """End of stream at `end_time` (last frame's time plus its duration)."""
+        return self._end_shot(end_time)
+
+    def _start_shot(self, time: float) -> None:
+        self._shot_start, self._held, self._clips_in_shot, self._building = time, None, 0, []
+        self.shots += 1
+
+    def _end_shot(self, end_time: float) -> list[Clip]:
+        self.longest_shot_s = max(self.longest_shot_s, end_time - self._shot_start)
+        while self._held is not None and self._sampling() and self._target() < end_time - EPS:
+            self._take_held()  # the shot's last frame serves the targets up to its end
+        done = self._pending
+        self._pending = None
+        return [done] if done is not None and done.end_s <= end_time + EPS else []
