@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 DEMO_VIDEOS ?= 32
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-data test lint format clean stop
+.PHONY: setup demo demo-data test lint format clean stop bench-ingest
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ format: setup
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Ingest throughput vs decode-only (a PyAV loop and `ffmpeg -f null`, which needs Debian's ffmpeg).
+bench-ingest: setup
+	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg)
+	$(BIN)/python benchmarks/ingest.py --videos 100 --repeats 3 --rss-sizes 100 1000 --out reports/bench_ingest.json
 
 stop: setup
 	$(BIN)/reelforge serve stop

@@ -21,16 +21,25 @@ EPS = 1e-6
 class Clip:
     start_s: float
     end_s: float
-    frames: list[np.ndarray]  # clip.num_frames arrays of (size, size, 3) uint8
+    frames: list[np.ndarray]  # clip.num_frames arrays of (size, size, 3) uint8 (set when emitted)
+
+
+RAW_BUDGET = 64 * 2**20  # decoded frames held unconverted for clips not yet known to complete
 
 
 @dataclass
 class _Held:
-    """The newest frame of the current shot, converted to a clip frame only if some target time uses it."""
+    """A decoded frame a clip will use. It is converted (resized to clip size) only when its clip is
+    emitted, so a clip cut short by a shot's end costs no conversions, unless the frames held would
+    exceed RAW_BUDGET (4K sources): then it is converted at once and the raw frame dropped."""
 
     time: float
     frame: object
     converted: np.ndarray | None = None
+
+    @property
+    def raw_bytes(self) -> int:
+        return 0 if self.converted is not None else int(self.frame.width * self.frame.height * 1.5)
 
 
 @dataclass
@@ -46,7 +55,7 @@ class ClipSampler:
     _thumb: np.ndarray | None = None
     _held: _Held | None = None
     _clips_in_shot: int = 0
-    _building: list[np.ndarray] = field(default_factory=list)
+    _building: list[_Held] = field(default_factory=list)
     _pending: Clip | None = None  # full of frames, waiting to learn that the shot lasts until its end
 
     @property
@@ -56,10 +65,20 @@ class ClipSampler:
     def _target(self) -> float:
         return self._shot_start + self._clips_in_shot * self.duration_s + len(self._building) / self.fps
 
+    def _convert(self, held: _Held) -> np.ndarray:
+        if held.converted is None:
+            held.converted, held.frame = self.convert(held.frame), None
+        return held.converted
+
+    def _emit(self, clip: Clip) -> Clip:
+        clip.frames = [self._convert(h) for h in clip.frames]
+        return clip
+
     def _take_held(self) -> None:
-        if self._held.converted is None:
-            self._held.converted = self.convert(self._held.frame)
-        self._building.append(self._held.converted)
+        self._building.append(self._held)  # the same _Held may serve several targets
+        held = {id(h): h for h in self._building + (self._pending.frames if self._pending else [])}
+        if sum(h.raw_bytes for h in held.values()) > RAW_BUDGET:
+            self._convert(self._held)
         if len(self._building) == self.num_frames:
             start = self._shot_start + self._clips_in_shot * self.duration_s
             self._pending = Clip(start, start + self.duration_s, self._building)
@@ -78,13 +97,13 @@ class ClipSampler:
             self._start_shot(time)
         self._thumb = thumb
         if self._pending is not None and time >= self._pending.end_s - EPS:
-            out.append(self._pending)
+            out.append(self._emit(self._pending))
             self._pending = None
         # Every target time before this frame is served by the held (previous) frame.
         while self._held is not None and self._sampling() and time > self._target() + EPS:
             self._take_held()
             if self._pending is not None and time >= self._pending.end_s - EPS:
-                out.append(self._pending)
+                out.append(self._emit(self._pending))
                 self._pending = None
         self._held = _Held(time, frame)
         return out
@@ -103,4 +122,4 @@ class ClipSampler:
             self._take_held()  # the shot's last frame serves the targets up to its end
         done = self._pending
         self._pending = None
-        return [done] if done is not None and done.end_s <= end_time + EPS else []
+        return [self._emit(done)] if done is not None and done.end_s <= end_time + EPS else []

@@ -16,7 +16,8 @@ VIDEO_EXTENSIONS = {
     ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv",
     ".3gp", ".ogv", ".mxf",
 }  # fmt: skip
-THUMB = 16  # shot detection compares 16x16 thumbnails of every plane
+THUMB = 16  # shot detection compares 16x16 thumbnails of every plane ...
+GRID = 64  # ... each cell the mean of the ~(GRID / THUMB)^2 samples a strided view puts in it
 
 
 @dataclass(frozen=True)
@@ -125,27 +126,34 @@ def to_rgb_square(frame: av.VideoFrame, size: int) -> np.ndarray:
 
 
 def thumbnail(frame: av.VideoFrame) -> np.ndarray:
-    """(3, THUMB, THUMB) float32 in [0, 1]: Y, U, V sampled on a grid, for shot-boundary detection.
+    """(3, THUMB, THUMB) float32 in [0, 1]: Y, U and V block means, for shot-boundary detection.
 
-    Planar YUV (what nearly every codec decodes to) is read in place with a strided gather, which costs
-    a small fraction of the decode; other formats (GIF palettes, RGB, NV12) go through swscale first.
-    Colour planes matter: two shots with equal brightness but different hues are still a cut.
+    Planar YUV (what nearly every codec decodes to) is read in place: a strided view keeps about GRID
+    samples per side, and each thumbnail cell averages the samples that fall in it, so a camera
+    panning over fine texture does not alias into a false cut. This costs a small fraction of the decode;
+    other formats (GIF palettes, RGB, NV12) go through swscale first. Colour planes matter: two shots of
+    equal brightness but different hues are still a cut.
     """
     fmt = frame.format
     planar_yuv = fmt.name.startswith("yuv") and fmt.is_planar and not fmt.name.endswith("be")
     if not (planar_yuv and len(frame.planes) >= 3):
-        frame = frame.reformat(width=2 * THUMB, height=2 * THUMB, format="yuv444p")
+        frame = frame.reformat(width=4 * THUMB, height=4 * THUMB, format="yuv444p")
         fmt = frame.format
     bits = fmt.components[0].bits
     planes = []
     for p in frame.planes[:3]:
         a = np.frombuffer(p, np.uint8)[: p.height * p.line_size].reshape(p.height, p.line_size)
         a = (a if bits <= 8 else a.view("<u2"))[:, : p.width]  # drop the row padding
-        ys = np.linspace(0, p.height - 1, 2 * THUMB).round().astype(int)
-        xs = np.linspace(0, p.width - 1, 2 * THUMB).round().astype(int)
-        g = a[np.ix_(ys, xs)].astype(np.float32)  # (2T, 2T)
-        planes.append(g.reshape(THUMB, 2, THUMB, 2).mean(axis=(1, 3)))  # 2x2 mean: less sensitive to grain
-    return np.stack(planes) / float(2**bits - 1)
+        a = a[:: max(1, p.height // GRID), :: max(1, p.width // GRID)]  # strided view, ~GRID per side
+        h, w = a.shape[0] // THUMB * THUMB, a.shape[1] // THUMB * THUMB
+        if h == 0 or w == 0:  # a plane smaller than the thumbnail: nearest-neighbour grid
+            ys = np.linspace(0, a.shape[0] - 1, THUMB).astype(int)
+            xs = np.linspace(0, a.shape[1] - 1, THUMB).astype(int)
+            planes.append(a[np.ix_(ys, xs)].astype(np.float32))
+            continue
+        cells = a[:h, :w].reshape(THUMB, h // THUMB, THUMB, w // THUMB)
+        planes.append(cells.sum(axis=(1, 3), dtype=np.uint32) / np.float32(h // THUMB * (w // THUMB)))
+    return np.stack(planes) / np.float32(2**bits - 1)
 
 
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:

@@ -90,11 +90,14 @@ def test_ingest_outputs_match_ground_truth(project):
     proj, _ = project
     truth = json.loads((proj / "data/raw/ground_truth.json").read_text())
     manifest = pd.read_parquet(proj / "data/clips/manifest.parquet")
-    assert manifest.groupby("source_path").size().to_dict() == expected_clips(
+    rejects = pd.read_parquet(proj / "data/clips/rejects.parquet")
+    cut = pd.concat([manifest, rejects[rejects.start_s.notna()]])  # kept + filtered/near-duplicate clips
+    assert cut.groupby("source_path").size().to_dict() == expected_clips(
         truth, ClipConfig(), IngestConfig().max_clips_per_shot
     )
-    rejects = pd.read_parquet(proj / "data/clips/rejects.parquet")
-    assert set(rejects.source_path) == {v["file"] for v in truth["videos"] if v["kind"] == "broken"}
+    file_rejects = set(rejects[rejects.start_s.isna()].source_path)
+    assert file_rejects == {v["file"] for v in truth["videos"] if v["kind"] == "broken"}
+    assert json.loads((proj / "reports/ingest.json").read_text())["clips"] == len(manifest)
 
 
 def test_every_clip_has_a_caption(project):
