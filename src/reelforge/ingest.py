@@ -10,6 +10,7 @@ in input order, so both executors produce the same manifest.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -165,10 +166,13 @@ def _check_scores(s: dict[str, float], cfg: IngestConfig) -> tuple[str, str] | N
     return None
 
 
-def split_of(source_path: str, val_fraction: float) -> str:
-    """Split by source video, from a hash of its path: stable as the dataset grows, no video on both sides."""
-    u = int(hashlib.sha256(source_path.encode()).hexdigest()[:12], 16) / 16**12
-    return "val" if u < val_fraction else "train"
+def val_sources(uris: list[str], val_fraction: float) -> set[str]:
+    """The ceil(n * val_fraction) inputs with the smallest path hashes: split by source video, so no video
+    feeds both sides. A source keeps the split it was first ingested with (the store records it), so
+    adding videos later never moves one across."""
+    ranked = sorted(uris, key=lambda s: hashlib.sha256(s.encode()).hexdigest())
+    n_val = math.ceil(len(ranked) * val_fraction) if val_fraction > 0 and len(ranked) > 1 else 0
+    return set(ranked[:n_val])
 
 
 def _local_outcomes(fn: Callable, sources: list[Source], workers: int) -> Iterator[SourceOutcome]:
@@ -240,7 +244,8 @@ def run(
         if cfg.executor == "ray"
         else _local_outcomes(work, todo, cfg.workers)
     )
-    added = _write(store, outcomes, len(todo), files, index, cfg)
+    val = val_sources([s.uri for s in sources], cfg.val_fraction)
+    added = _write(store, outcomes, len(todo), files, index, val, cfg)
     clips, rejects, done = store.consolidate(
         {MANIFEST: CLIP_COLUMNS, REJECTS: REJECT_COLUMNS, SOURCES: SOURCE_COLUMNS}
     )
@@ -263,6 +268,7 @@ def _write(
     total: int,
     files: dict[str, str],
     index: NearDuplicateIndex,
+    val: set[str],
     cfg: IngestConfig,
 ) -> int:
     """Dedup in input order, then append each outcome to the open part; commit parts as shards fill."""
@@ -304,7 +310,7 @@ def _write(
                     caption=caption if src.get("shots") == 1 else None,  # a sidecar describes one shot
                     num_shots_in_source=src.get("shots"),
                     source_sha256=src.get("sha256"),
-                    split=split_of(uri, cfg.val_fraction),
+                    split="val" if uri in val else "train",
                 )
                 part.add_clip(row, frames)
             file_level = any("start_s" not in r for r in rejects)
