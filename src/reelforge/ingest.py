@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -196,15 +197,25 @@ def _ray_outcomes(fn: Callable, sources: list[Source], workers: int, address: st
 
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False)
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # same order as the local executor: same shards
-    items = [{"uri": s.uri, "root": s.root} for s in sources]
-    ds = ray.data.from_items(items, override_num_blocks=max(len(items), 1))
-    ds = ds.map(lambda r: {"outcome": pickle.dumps(fn(Source(r["uri"], r["root"])))}, concurrency=workers)
-    for row in ds.iter_rows():
-        yield pickle.loads(row["outcome"])
+    started, env_before = not ray.is_initialized(), os.environ.get("RAY_ADDRESS")
+    if started:
+        # "local" always starts a private Ray here: plain ray.init() would join any cluster on the machine
+        # (e.g. the serving one `reelforge serve deploy` leaves up).
+        ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # same order as the local executor: same shards
+        items = [{"uri": s.uri, "root": s.root} for s in sources]
+        ds = ray.data.from_items(items, override_num_blocks=max(len(items), 1))
+        ds = ds.map(lambda r: {"outcome": pickle.dumps(fn(Source(r["uri"], r["root"])))}, concurrency=workers)
+        for row in ds.iter_rows():
+            yield pickle.loads(row["outcome"])
+    finally:
+        if started:  # leave the process as it was: ray.init exports RAY_ADDRESS to later subprocesses
+            ray.shutdown()
+            os.environ.pop("RAY_ADDRESS", None) if env_before is None else os.environ.update(
+                RAY_ADDRESS=env_before
+            )
 
 
 class _Work:
