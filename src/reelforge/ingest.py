@@ -197,10 +197,14 @@ def _ray_outcomes(fn: Callable, sources: list[Source], workers: int, address: st
 
     import ray
 
-    started, env_before = not ray.is_initialized(), os.environ.get("RAY_ADDRESS")
+    started, env_before = not ray.is_initialized(), dict(os.environ)
     if started:
         # "local" always starts a private Ray here: plain ray.init() would join any cluster on the machine
-        # (e.g. the serving one `reelforge serve deploy` leaves up).
+        # (e.g. the serving one `reelforge serve deploy` leaves up). Ray 2.60 would also write
+        # ~/.ray/auth_token for it, after which every `ray start` head demands a token its clients do not
+        # send (serve deploy then fails): a private loopback cluster does not need one.
+        if not address:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -211,11 +215,10 @@ def _ray_outcomes(fn: Callable, sources: list[Source], workers: int, address: st
         for row in ds.iter_rows():
             yield pickle.loads(row["outcome"])
     finally:
-        if started:  # leave the process as it was: ray.init exports RAY_ADDRESS to later subprocesses
+        if started:  # leave the process as it was (ray.init exports RAY_ADDRESS to later subprocesses)
             ray.shutdown()
-            os.environ.pop("RAY_ADDRESS", None) if env_before is None else os.environ.update(
-                RAY_ADDRESS=env_before
-            )
+            os.environ.clear()
+            os.environ.update(env_before)
 
 
 class _Work:
