@@ -64,6 +64,7 @@ def project(tmp_path_factory):
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dst)
     params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["ingest"]["val_fraction"] = 0.35  # >= 4 validation clips from 10 videos: the split-half floor
     params["caption"]["steps"] = 120
     params["train"].update(steps=20, log_every_n_steps=5)
     params["sample"]["steps"] = 4
