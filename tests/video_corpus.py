@@ -61,15 +61,20 @@ def encode(
         for p in s.encode():
             c.mux(p)
         if a is not None:
-            tone = np.sin(np.arange(16000 * len(video) // int(fps)) / 5).astype(np.float32)[None]
-            for i in range(0, tone.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(tone[:, i : i + 1024].copy(), format="fltp", layout="mono")
-                af.sample_rate, af.pts = 16000, i
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
+            _mux_tone(c, a, len(video) / fps)
     return path
+
+
+def _mux_tone(container, stream, seconds: float) -> None:
+    """Encode and mux a mono sine tone of `seconds` into an AAC `stream` at 16 kHz."""
+    tone = np.sin(np.arange(int(16000 * seconds)) / 5).astype(np.float32)[None]  # (1, samples)
+    for i in range(0, tone.shape[1], 1024):
+        af = av.AudioFrame.from_ndarray(tone[:, i : i + 1024].copy(), format="fltp", layout="mono")
+        af.sample_rate, af.pts = 16000, i
+        for p in stream.encode(af):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
 
 
 def _format_for(path: Path) -> str | None:
@@ -130,15 +135,7 @@ def build_corpus(root: Path, outside: Path) -> dict[str, tuple]:
 
 def _audio_only(path: Path) -> None:
     with av.open(str(path), "w") as c:
-        a = c.add_stream("aac", rate=16000)
-        tone = np.sin(np.arange(32000) / 5).astype(np.float32)[None]
-        for i in range(0, tone.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(tone[:, i : i + 1024].copy(), format="fltp", layout="mono")
-            af.sample_rate, af.pts = 16000, i
-            for p in a.encode(af):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        _mux_tone(c, c.add_stream("aac", rate=16000), 2.0)
 
 
 def _png() -> bytes:
