@@ -112,6 +112,8 @@ class Generator:
         num_frames = req.num_frames or generator.num_frames
         if not 2 <= num_frames <= lim["max_num_frames"]:
             raise HTTPException(422, f"num_frames must be between 2 and {lim['max_num_frames']}")
+        if problem := generator.frames_problem(num_frames):
+            raise HTTPException(422, problem)
         if req.steps is not None and not 1 <= req.steps <= lim["max_steps"]:
             raise HTTPException(422, f"steps must be between 1 and {lim['max_steps']}")
         if req.guidance is not None and not 1.0 <= req.guidance <= lim["max_guidance"]:

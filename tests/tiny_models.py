@@ -71,3 +71,32 @@ def save_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
     CLIPModel(config).save_pretrained(out_dir)
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out_dir)
     return out_dir
+
+
+def save_tiny_vae(out_dir: Path, video: bool = False, seed: int = 0) -> Path:
+    """A random diffusers autoencoder saved with save_pretrained: AutoencoderKL (2x spatial, 4 latent
+    channels) or AutoencoderKLCogVideoX (also 4x temporal: 1 + 4k frames -> 1 + k latent frames)."""
+    from diffusers import AutoencoderKL, AutoencoderKLCogVideoX
+
+    torch.manual_seed(seed)
+    if video:
+        vae = AutoencoderKLCogVideoX(
+            down_block_types=("CogVideoXDownBlock3D",) * 3,
+            up_block_types=("CogVideoXUpBlock3D",) * 3,
+            block_out_channels=(8, 8, 8),
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=4,
+            temporal_compression_ratio=4,
+        )
+    else:
+        vae = AutoencoderKL(
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            block_out_channels=(8, 16),
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=4,
+        )
+    vae.save_pretrained(out_dir)
+    return out_dir

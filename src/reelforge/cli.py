@@ -99,18 +99,21 @@ def train(
     captions: Path = typer.Option(...),
     output: Path = typer.Option(...),
     registration: Path = typer.Option(...),
+    checkpoints: Path = typer.Option(..., help="Resumable checkpoints (keep outside DVC outs)."),
+    latent_cache: Path | None = typer.Option(None, help="Where latents are cached (train.vae_path set)."),
     params: ParamsOpt = Path("params.yaml"),
     set: SetOpt = None,
 ) -> None:
-    """Train the text-to-video model; log it to MLflow and register a new version."""
+    """Train the text-to-video model (resuming from --checkpoints); log it to MLflow, register a version."""
     from reelforge import train as stage
 
     p = _params(params, set)
     _torch_threads()
-    r = stage.run(p, clips, captions, output, registration)
+    r = stage.run(p, clips, captions, output, registration, checkpoints, latent_cache)
     if r is not None:
         console.print(
-            f"registered {r.model_name} v{r.version} (run {r.run_id}, final loss {r.final_loss:.4f})"
+            f"registered {r.model_name} v{r.version} (run {r.run_id}, step {r.final_step}, "
+            f"final loss {r.final_loss:.4f})"
         )
 
 

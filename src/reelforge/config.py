@@ -95,31 +95,103 @@ class SchedulerConfig(Section):
 
 
 class TrainConfig(Section):
+    """Model, optimisation and launch. `batch_size` is the global batch of one optimizer step: it is split
+    over devices x num_nodes ranks and accumulate_grad_batches micro-batches."""
+
     model_size: str = Field("tiny", description="A name from reelforge.model.MODEL_SIZES.")
-    steps: int = Field(200, ge=1)
-    batch_size: int = Field(16, ge=1)
+    pretrained_path: str | None = Field(
+        None,
+        description="Local diffusers CogVideoXTransformer3DModel dir to fine-tune (replaces model_size).",
+    )
+    text_encoder_path: str | None = Field(
+        None,
+        description="Local Hugging Face T5 / CLIP text encoder + tokenizer directory, used frozen. "
+        "None: a small text encoder trained here, with a word-level tokenizer trained on the captions.",
+    )
+    vae_path: str | None = Field(
+        None,
+        description="Local diffusers autoencoder directory (AutoencoderKL or AutoencoderKLCogVideoX): train "
+        "in its latent space, clips encoded once into a latent cache. None: pixel space.",
+    )
+    steps: int = Field(200, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(16, ge=1, description="Global batch per optimizer step.")
+    accumulate_grad_batches: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(20, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(20, ge=0, description="Linear warm-up, then cosine decay to min_lr_ratio x lr.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
+    ema_decay: float = Field(
+        0.999, ge=0, lt=1, description="EMA of the weights (evaluated and served); 0 turns EMA off."
+    )
     max_text_tokens: int = Field(16, ge=2, description="Prompts are truncated/padded to this many tokens.")
     caption_dropout: float = Field(
-        0.1, ge=0, lt=1, description="Share of captions blanked (classifier-free guidance)."
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of captions replaced by the empty prompt (classifier-free guidance).",
     )
     accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
-    devices: int = Field(1, ge=1)
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
-    log_every_n_steps: int = Field(10, ge=1)
+    devices: int = Field(1, ge=1, description="Processes (GPUs) per node.")
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="auto: single device; ddp: replicate; fsdp: shard (GPU only)."
+    )
+    precision: Literal["32", "bf16-mixed"] = "32"
+    gradient_checkpointing: bool = Field(False, description="Recompute transformer blocks in backward.")
+    compile: bool = Field(False, description="torch.compile the backbone.")
+    val_every_n_steps: int = Field(100, ge=1, description="Validation loss (EMA weights) interval.")
+    checkpoint_every_n_steps: int = Field(100, ge=1, description="Resumable checkpoint interval.")
+    sample_every_n_steps: int = Field(250, ge=1, description="Sample GIFs for sample_prompts interval.")
+    sample_prompts: list[str] = Field(
+        default_factory=lambda: [
+            "a red circle moves right over a blue background",
+            "a yellow square moves up over a green background",
+        ],
+        description="Fixed prompts sampled (EMA weights, fixed seeds) during training.",
+    )
+    log_every_n_steps: int = Field(1, ge=1, description="MLflow metrics interval.")
     seed: int = 0
     registered_model_name: str = Field("reelforge-t2v", min_length=1)
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    @property
+    def micro_batch(self) -> int:
+        """Samples per rank per forward pass."""
+        return self.batch_size // (self.world_size * self.accumulate_grad_batches)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         from reelforge.model import MODEL_SIZES
 
+        problems = []
         if self.model_size not in MODEL_SIZES:
-            raise ValueError(f"model_size {self.model_size!r} is unknown; use one of {sorted(MODEL_SIZES)}")
+            problems.append(
+                f"train.model_size {self.model_size!r} is unknown; use one of {sorted(MODEL_SIZES)}"
+            )
         if self.accelerator == "cpu" and self.precision != "32":
-            raise ValueError("precision must be '32' on accelerator 'cpu' (bf16-mixed needs a GPU)")
+            problems.append("train.precision must be '32' on accelerator 'cpu' (bf16-mixed needs a GPU)")
+        if self.strategy == "fsdp" and self.accelerator != "gpu":
+            problems.append(
+                "train.strategy 'fsdp' needs train.accelerator 'gpu' (FSDP shards over NCCL); "
+                "on CPU use 'ddp'"
+            )
+        if self.world_size > 1 and self.strategy == "auto":
+            problems.append(
+                f"train.devices x train.num_nodes = {self.world_size} processes: "
+                "set train.strategy to 'ddp' or 'fsdp'"
+            )
+        per = self.world_size * self.accumulate_grad_batches
+        if self.batch_size % per:
+            problems.append(
+                f"train.batch_size {self.batch_size} must be divisible by devices x num_nodes x "
+                f"accumulate_grad_batches = {per}; use e.g. {max(per, self.batch_size // per * per)}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -206,6 +278,22 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _check(self) -> Params:
+        import json
+
+        from reelforge.autoencoder import compression
+        from reelforge.model import MODEL_SIZES
+
+        train, clip = self.train, self.clip
+        try:
+            if train.pretrained_path:
+                patch = json.loads((Path(train.pretrained_path) / "config.json").read_text())["patch_size"]
+            else:
+                patch = MODEL_SIZES[train.model_size].patch_size
+            problems = compression(train.vae_path).problems(clip.num_frames, clip.size, patch)
+        except (OSError, KeyError) as exc:
+            problems = [f"train.pretrained_path / train.vae_path: cannot read the model config: {exc}"]
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.evaluate.i3d_path and self.clip.num_frames < 10:
             raise ValueError(
                 "evaluate.i3d_path is set but clip.num_frames < 10: I3D needs at least 10 frames "

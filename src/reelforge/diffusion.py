@@ -31,11 +31,19 @@ class RectifiedFlow:
         s = self.cfg.shift
         return s * sigma / (1 + (s - 1) * sigma)
 
-    def training_loss(self, model: nn.Module, x0: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
-        """x0 (B, T, C, H, W) in [-1, 1]; sigmas drawn logit-normal (SD3, eq. 19) then shifted."""
+    def training_loss(
+        self,
+        model: nn.Module,
+        x0: torch.Tensor,
+        text_ids: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """x0 (B, T, C, H, W); sigmas drawn logit-normal (SD3, eq. 19) then shifted. All randomness comes
+        from `generator` when given, so a step can be replayed exactly (resume)."""
         b = x0.shape[0]
-        sigma = self._shift(torch.sigmoid(torch.randn(b, device=x0.device)))  # (B,)
-        noise = torch.randn_like(x0)
+        u = torch.randn(b, device=x0.device, generator=generator)
+        sigma = self._shift(torch.sigmoid(u))  # (B,)
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         s = sigma.view(b, 1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         pred = model(x_t, sigma * self.cfg.num_train_timesteps, text_ids)

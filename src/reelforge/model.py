@@ -1,6 +1,12 @@
-"""The text-to-video network: a small text encoder feeding a diffusers CogVideoX video transformer.
+"""The text-to-video network: a text encoder feeding a diffusers CogVideoX video transformer.
 
 The network only predicts; the noise process lives in `reelforge.diffusion`. Named sizes are one table.
+Saved in diffusers/transformers layout, so a fine-tuned backbone loads with diffusers directly:
+
+    model_dir/config.json       ModelConfig
+    model_dir/backbone/         CogVideoXTransformer3DModel.save_pretrained
+    model_dir/text_encoder/     a pretrained T5/CLIP encoder (save_pretrained) ... or
+    model_dir/text_encoder.pt   the small encoder trained here
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 from torch import nn
 
-from reelforge.text import TextEncoder
+from reelforge.text import PretrainedTextEncoder, TextEncoder
 
 
 @dataclass(frozen=True)
@@ -23,28 +29,34 @@ class ModelSize:
     head_dim: int
     patch_size: int
     time_embed_dim: int
-    text_dim: int
+    text_dim: int  # width of the trained text encoder (a pretrained one brings its own)
     text_layers: int
 
 
 MODEL_SIZES: dict[str, ModelSize] = {
-    # ~0.5M backbone params; ~1 s per batch of 16 at 16x32x32 on 2 CPU cores.
+    # ~0.5M backbone params; ~1 s per batch of 16 at 16x32x32 pixels on 2 CPU cores.
     "tiny": ModelSize(
         layers=4, heads=4, head_dim=16, patch_size=4, time_embed_dim=64, text_dim=64, text_layers=2
     ),
+    # ~25M: a quick GPU smoke test.
     "small": ModelSize(
         layers=8, heads=8, head_dim=32, patch_size=2, time_embed_dim=256, text_dim=256, text_layers=4
     ),
-    # CogVideoX-2B-like width/depth, for GPU nodes (latent space).
+    # CogVideoX-2B width/depth (~1.7B backbone): 1-8 x 80 GB GPUs, latent space, DDP or FSDP.
     "base": ModelSize(
         layers=30, heads=30, head_dim=64, patch_size=2, time_embed_dim=512, text_dim=768, text_layers=6
+    ),
+    # CogVideoX-5B width/depth (~5.6B backbone): 8 x 80 GB nodes, FSDP + gradient checkpointing.
+    "large": ModelSize(
+        layers=42, heads=48, head_dim=64, patch_size=2, time_embed_dim=512, text_dim=1024, text_layers=8
     ),
 }
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild the network; serialised beside the weights."""
+    """Everything needed to rebuild the network; serialised beside the weights. Shapes are in the space the
+    model runs in (latents when there is an autoencoder)."""
 
     size: str
     num_frames: int
@@ -53,6 +65,7 @@ class ModelConfig:
     channels: int
     vocab_size: int
     max_text_tokens: int
+    pretrained_text_encoder: bool = False
 
     @property
     def dims(self) -> ModelSize:
@@ -60,33 +73,46 @@ class ModelConfig:
 
 
 class TextToVideoModel(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    """Build from the size table, or wire given (pretrained) parts: `backbone`, `text_encoder`."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        backbone: CogVideoXTransformer3DModel | None = None,
+        text_encoder: nn.Module | None = None,
+    ):
         super().__init__()
         d = cfg.dims
-        if cfg.height % d.patch_size or cfg.width % d.patch_size:
-            raise ValueError(
-                f"clip size {cfg.height}x{cfg.width} must be divisible by patch_size {d.patch_size}"
-            )
         self.cfg = cfg
-        self.text_encoder = TextEncoder(cfg.vocab_size, cfg.max_text_tokens, d.text_dim, d.text_layers)
-        self.backbone = CogVideoXTransformer3DModel(
-            num_attention_heads=d.heads,
-            attention_head_dim=d.head_dim,
-            in_channels=cfg.channels,
-            out_channels=cfg.channels,
-            time_embed_dim=d.time_embed_dim,
-            text_embed_dim=d.text_dim,
-            num_layers=d.layers,
-            sample_width=cfg.width,
-            sample_height=cfg.height,
-            sample_frames=cfg.num_frames,
-            patch_size=d.patch_size,
-            temporal_compression_ratio=1,
-            max_text_seq_length=cfg.max_text_tokens,
+        self.text_encoder = text_encoder or TextEncoder(
+            cfg.vocab_size, cfg.max_text_tokens, d.text_dim, d.text_layers
         )
+        text_dim = getattr(self.text_encoder, "dim", d.text_dim)
+        if backbone is None:
+            if cfg.height % d.patch_size or cfg.width % d.patch_size:
+                raise ValueError(
+                    f"clip size {cfg.height}x{cfg.width} must be divisible by patch_size {d.patch_size}"
+                )
+            backbone = CogVideoXTransformer3DModel(
+                num_attention_heads=d.heads,
+                attention_head_dim=d.head_dim,
+                in_channels=cfg.channels,
+                out_channels=cfg.channels,
+                time_embed_dim=d.time_embed_dim,
+                text_embed_dim=text_dim,
+                num_layers=d.layers,
+                sample_width=cfg.width,
+                sample_height=cfg.height,
+                sample_frames=cfg.num_frames,
+                patch_size=d.patch_size,
+                temporal_compression_ratio=1,
+                max_text_seq_length=cfg.max_text_tokens,
+            )
+        _check_backbone(backbone, cfg, text_dim)
+        self.backbone = backbone
 
     def forward(self, x_t: torch.Tensor, timestep: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
-        """x_t (B, T, C, H, W), timestep (B,), text_ids (B, L) -> predicted velocity (B, T, C, H, W)."""
+        """x_t (B, T, C, H, W), timestep (B,), text_ids (B, L) -> prediction (B, T, C, H, W)."""
         text = self.text_encoder(text_ids)  # (B, L, text_dim)
         return self.backbone(x_t, text, timestep, return_dict=False)[0]
 
@@ -94,11 +120,53 @@ class TextToVideoModel(nn.Module):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
-        torch.save(self.state_dict(), out / "model.pt")
+        self.backbone.save_pretrained(out / "backbone")
+        if isinstance(self.text_encoder, PretrainedTextEncoder):
+            self.text_encoder.encoder.save_pretrained(out / "text_encoder")
+        else:
+            torch.save(self.text_encoder.state_dict(), out / "text_encoder.pt")
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path) -> TextToVideoModel:
         model_dir = Path(model_dir)
-        model = cls(ModelConfig(**json.loads((model_dir / "config.json").read_text())))
-        model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
-        return model.eval()
+        cfg = ModelConfig(**json.loads((model_dir / "config.json").read_text()))
+        backbone = CogVideoXTransformer3DModel.from_pretrained(model_dir / "backbone", local_files_only=True)
+        if cfg.pretrained_text_encoder:
+            text_encoder = PretrainedTextEncoder(model_dir / "text_encoder")
+        else:
+            d = cfg.dims
+            text_encoder = TextEncoder(cfg.vocab_size, cfg.max_text_tokens, d.text_dim, d.text_layers)
+            state = torch.load(model_dir / "text_encoder.pt", map_location="cpu", weights_only=True)
+            text_encoder.load_state_dict(state)
+        return cls(cfg, backbone, text_encoder).eval()
+
+
+def load_backbone(path: str | Path) -> CogVideoXTransformer3DModel:
+    """A pretrained backbone to fine-tune, from a local diffusers directory."""
+    if not (Path(path) / "config.json").exists():
+        raise FileNotFoundError(
+            f"train.pretrained_path {path}: no config.json (expected a diffusers model dir)"
+        )
+    return CogVideoXTransformer3DModel.from_pretrained(str(path), local_files_only=True)
+
+
+def _check_backbone(backbone: CogVideoXTransformer3DModel, cfg: ModelConfig, text_dim: int) -> None:
+    c = backbone.config
+    problems = []
+    if c.in_channels != cfg.channels:
+        problems.append(
+            f"backbone in_channels {c.in_channels} != {cfg.channels} channels of the training space"
+        )
+    if c.text_embed_dim != text_dim:
+        problems.append(f"backbone text_embed_dim {c.text_embed_dim} != text encoder width {text_dim}")
+    if c.max_text_seq_length != cfg.max_text_tokens:
+        problems.append(
+            f"backbone max_text_seq_length {c.max_text_seq_length} != "
+            f"train.max_text_tokens {cfg.max_text_tokens}"
+        )
+    if cfg.height % c.patch_size or cfg.width % c.patch_size:
+        problems.append(
+            f"size {cfg.height}x{cfg.width} is not divisible by backbone patch_size {c.patch_size}"
+        )
+    if problems:
+        raise ValueError("backbone does not fit: " + "; ".join(problems))

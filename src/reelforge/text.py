@@ -1,7 +1,9 @@
-"""Tokenizer trained on the dataset's captions, and the small trainable text encoder."""
+"""Text side: the word-level tokenizer trained on the captions and the small trainable encoder, or a frozen
+pretrained T5 / CLIP encoder and its tokenizer from a local directory."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -45,6 +47,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, max_len: int, dim: int, layers: int, heads: int = 4):
         super().__init__()
+        self.dim = dim
         self.tokens = nn.Embedding(vocab_size, dim)
         self.positions = nn.Parameter(torch.zeros(1, max_len, dim))
         layer = nn.TransformerEncoderLayer(
@@ -55,3 +58,80 @@ class TextEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.norm(self.encoder(self.tokens(ids) + self.positions[:, : ids.shape[1]]))
+
+
+class PromptTokenizer:
+    """Prompts -> (B, max_len) ids for the text encoder: the word-level tokenizer trained here, or the
+    tokenizer of a pretrained encoder. The empty prompt is the classifier-free-guidance null prompt."""
+
+    def __init__(self, tok, max_len: int):
+        self.tok, self.max_len = tok, max_len
+        self.pretrained = not isinstance(tok, Tokenizer)
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        if self.pretrained:
+            out = self.tok(
+                texts, padding="max_length", truncation=True, max_length=self.max_len, return_tensors="pt"
+            )
+            return out.input_ids
+        return encode(self.tok, texts, self.max_len)
+
+    def save(self, model_dir: Path) -> None:
+        if self.pretrained:
+            self.tok.save_pretrained(model_dir / "tokenizer")
+        else:
+            self.tok.save(str(model_dir / "tokenizer.json"))
+
+    @classmethod
+    def load(cls, model_dir: str | Path, max_len: int) -> PromptTokenizer:
+        model_dir = Path(model_dir)
+        if (model_dir / "tokenizer.json").exists():
+            return cls(load_tokenizer(model_dir / "tokenizer.json"), max_len)
+        return cls(_auto_tokenizer(model_dir / "tokenizer"), max_len)
+
+
+def _auto_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def _encoder_class(path: str | Path):
+    """The encoder-only class for a local T5 / CLIP checkpoint, from its config.json."""
+    import transformers
+
+    model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
+    classes = {
+        "t5": "T5EncoderModel",
+        "umt5": "UMT5EncoderModel",
+        "mt5": "MT5EncoderModel",
+        "clip": "CLIPTextModel",
+        "clip_text_model": "CLIPTextModel",
+    }
+    if model_type not in classes:
+        raise ValueError(
+            f"train.text_encoder_path {path}: model_type {model_type!r} is not supported; "
+            f"use a T5 or CLIP checkpoint ({sorted(classes)})"
+        )
+    return getattr(transformers, classes[model_type])
+
+
+class PretrainedTextEncoder(nn.Module):
+    """A frozen Hugging Face T5 / CLIP text encoder: ids (B, L) -> last hidden states (B, L, hidden).
+    Like CogVideoX, padded positions are kept (no attention mask): the model learns to read them."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.encoder = _encoder_class(path).from_pretrained(str(path), local_files_only=True)
+        self.encoder.eval().requires_grad_(False)
+        self.dim = self.encoder.config.hidden_size
+
+    def train(self, mode: bool = True) -> PretrainedTextEncoder:
+        return super().train(False)  # frozen: dropout stays off
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=ids).last_hidden_state
+
+    @staticmethod
+    def tokenizer(path: str | Path, max_len: int) -> PromptTokenizer:
+        return PromptTokenizer(_auto_tokenizer(path), max_len)

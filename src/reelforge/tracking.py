@@ -89,3 +89,20 @@ def load_generator(name: str, version: str):
     """The VideoGenerator of a registered model version, loaded through MLflow."""
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     return model.unwrap_python_model().generator
+
+
+def dvc_lineage(project_root: str | Path | None = None) -> dict[str, str]:
+    """The data identity DVC recorded: sha256 of dvc.lock and the md5 of each stage output it lists."""
+    import yaml
+
+    from reelforge.hashing import file_sha256
+
+    lock = Path(project_root or Path.cwd()) / "dvc.lock"
+    if not lock.exists():
+        return {"data.dvc_lock": "none (not run through dvc repro)"}
+    out = {"data.dvc_lock_sha256": file_sha256(lock)}
+    for stage, entry in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+        for o in entry.get("outs", []):
+            if "md5" in o:
+                out[f"data.dvc.{stage}.{o['path']}.md5"] = o["md5"]
+    return out

@@ -20,7 +20,12 @@ def test_trained_version_loads_from_registry_and_generates(ingested, tmp_path, m
     caption.run(CaptionConfig(steps=5), ingested, tmp_path / "captions", tmp_path / "caption.json")
     params = Params.model_validate({"train": {"steps": 3, "batch_size": 4, "log_every_n_steps": 1}})
     result = train.run(
-        params, ingested, tmp_path / "captions", tmp_path / "t2v", tmp_path / "registration.json"
+        params,
+        ingested,
+        tmp_path / "captions",
+        tmp_path / "t2v",
+        tmp_path / "registration.json",
+        tmp_path / "ckpt",
     )
     assert result.version == "1" and np.isfinite(result.final_loss)
     reg = json.loads((tmp_path / "registration.json").read_text())
