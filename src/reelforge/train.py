@@ -73,11 +73,11 @@ def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float() / 127.5 - 1  # (N, T, C, H, W) in [-1, 1]
 
 
-def _encode(autoencoder: Autoencoder, frames: np.ndarray, cache: Path | None, key: str) -> torch.Tensor:
-    """Clips -> training space. Latents are cached under `cache`, keyed by autoencoder weights and clips."""
+def _encode(autoencoder: Autoencoder, frames: np.ndarray, cache: Path | None, name: str) -> torch.Tensor:
+    """Clips -> training space. Latents are cached under `cache` by `name` (autoencoder weights and clips)."""
     if autoencoder.vae is None:
         return _frames_to_tensor(frames)
-    path = cache / f"latents-{key[:24]}.pt" if cache else None
+    path = cache / f"latents-{name}.pt" if cache else None
     if path and path.exists():
         return torch.load(path, weights_only=True)
     z = torch.cat(
@@ -118,7 +118,7 @@ def load_data(
     x = {}
     for s, df in splits.items():
         frames = np.stack([clips[c] for c in df.clip_id]) if len(df) else None
-        x[s] = _encode(autoencoder, frames, cache, f"{key}-{s}") if frames is not None else None
+        x[s] = _encode(autoencoder, frames, cache, f"{key[:24]}-{s}") if frames is not None else None
     return TrainData(
         x["train"],
         tokenizer(texts["train"]),

@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from reelforge import caption, train
 from reelforge.config import CaptionConfig, Params
+from reelforge.generate import VideoGenerator
 from reelforge.tracking import load_generator, setup
+from tests.tiny_models import save_tiny_clip, save_tiny_vae
 
 pytestmark = pytest.mark.slow
 
@@ -41,3 +44,32 @@ def test_trained_version_loads_from_registry_and_generates(ingested, tmp_path, m
     again = generator.generate(["a blue square moves up"], seeds=[1], num_frames=6, steps=2)
     # A video depends on its seed, not on its batch (up to float rounding in batched matmuls).
     assert np.abs(again[0].astype(int) - videos[1].astype(int)).max() <= 1
+
+
+def test_latent_space_with_a_frozen_pretrained_text_encoder(ingested, tmp_path, monkeypatch):
+    """train.vae_path + train.text_encoder_path: clips encoded once into the latent cache, the model trained
+    on latents, and the saved model (autoencoder and encoder included) generates pixels on its own."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    caption.run(CaptionConfig(steps=5), ingested, tmp_path / "captions", tmp_path / "caption.json")
+    vae, clip_dir = save_tiny_vae(tmp_path / "vae"), save_tiny_clip(tmp_path / "clip")
+    params = Params.model_validate(
+        {
+            "train": {"steps": 2, "batch_size": 4, "vae_path": str(vae), "text_encoder_path": str(clip_dir)},
+            "sample": {"steps": 2},
+        }
+    )
+    cache = tmp_path / "latents"
+    args = (params, ingested, tmp_path / "captions", tmp_path / "t2v", tmp_path / "reg.json")
+    train.run(*args, tmp_path / "ckpt", cache)
+    cached = sorted(cache.glob("latents-*.pt"))
+    assert len(cached) == 2  # train and val splits
+    assert torch.load(cached[0]).shape[1:] == (16, 4, 16, 16)  # (T, latent channels, H/2, W/2)
+    mtimes = [p.stat().st_mtime_ns for p in cached]
+    train.run(*args, tmp_path / "ckpt2", cache)
+    assert [p.stat().st_mtime_ns for p in cached] == mtimes  # the second run read the cache
+
+    generator = VideoGenerator.from_dir(tmp_path / "t2v")
+    assert generator.model.cfg.pretrained_text_encoder and generator.autoencoder.vae is not None
+    videos = generator.generate(["a red circle moves left"], seeds=[0], steps=2)
+    assert videos.shape == (1, 16, 32, 32, 3) and videos.dtype == np.uint8
