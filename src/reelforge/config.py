@@ -179,6 +179,11 @@ class TrainConfig(Section):
                 "train.strategy 'fsdp' needs train.accelerator 'gpu' (FSDP shards over NCCL); "
                 "on CPU use 'ddp'"
             )
+        if self.strategy == "fsdp" and self.ema_decay > 0:
+            problems.append(
+                "train.strategy 'fsdp' with train.ema_decay > 0 is not supported: the EMA keeps unsharded "
+                "copies of the weights; set train.ema_decay=0 or use 'ddp'"
+            )
         if self.world_size > 1 and self.strategy == "auto":
             problems.append(
                 f"train.devices x train.num_nodes = {self.world_size} processes: "

@@ -190,6 +190,8 @@ def test_promotion_swaps_the_served_version_without_failed_requests(project):
         str(proj / "scratch/t2v"),
         "--registration",
         str(proj / "scratch/registration.json"),
+        "--checkpoints",
+        str(proj / "scratch/checkpoints"),
         "--set",
         "train.steps=2",
     )
