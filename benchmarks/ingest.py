@@ -108,14 +108,14 @@ RSS_SNIPPET = """
 import resource, sys
 from reelforge import ingest
 from reelforge.config import ClipConfig, IngestConfig
-ingest.run(IngestConfig(workers=2), ClipConfig.model_validate_json(sys.argv[4]), *sys.argv[1:4])
+r = ingest.run(IngestConfig(workers=2), ClipConfig.model_validate_json(sys.argv[4]), *sys.argv[1:4])
 peak = [resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-print(*peak)
+print(r.clips, *peak)
 """
 
 
-def peak_rss(root: Path, scratch: Path) -> tuple[float, float]:
-    """(driver, largest worker) peak RSS in MiB for one ingest of `root` in a fresh process."""
+def peak_rss(root: Path, scratch: Path) -> tuple[int, float, float]:
+    """(clips, driver and largest worker peak RSS in MiB) for one ingest of `root` in a fresh process."""
     shutil.rmtree(scratch / "rss", ignore_errors=True)
     out = subprocess.run(
         [
@@ -131,7 +131,7 @@ def peak_rss(root: Path, scratch: Path) -> tuple[float, float]:
         text=True,
         check=True,
     ).stdout.split()
-    return int(out[-2]) / 1024, int(out[-1]) / 1024
+    return int(out[-3]), int(out[-2]) / 1024, int(out[-1]) / 1024
 
 
 def main() -> None:
@@ -159,6 +159,8 @@ def main() -> None:
         ffmpeg_s = statistics.median(bench_ffmpeg(paths, w) for _ in range(args.repeats))
         runs = [bench_ingest(main_set, w, scratch) for _ in range(args.repeats)]
         ingest_s, clips = statistics.median(r[0] for r in runs), runs[0][1]
+        if clips == 0:  # ingest would have skipped the work it is measured on
+            sys.exit(f"no clips: each of the 2 shots must last >= {CLIP.duration_s:g} s; raise --seconds")
         n = len(paths)
         rows.append(
             {
@@ -178,10 +180,12 @@ def main() -> None:
         )
     rss = []
     for size in args.rss_sizes:
-        rss_set = args.data / f"rss-{size}x320x180x3s"
-        make_set(rss_set, size, 320, 180, 3.0)
-        driver, worker = peak_rss(rss_set, scratch)
-        rss.append({"videos": size, "driver_peak_rss_mib": driver, "worker_peak_rss_mib": worker})
+        rss_set = args.data / f"rss-{size}x320x180x5s"
+        make_set(rss_set, size, 320, 180, 5.0)  # 2 shots of 2.5 s: one 2-s clip each
+        clips, driver, worker = peak_rss(rss_set, scratch)
+        rss.append(
+            {"videos": size, "clips": clips, "driver_peak_rss_mib": driver, "worker_peak_rss_mib": worker}
+        )
     shutil.rmtree(scratch, ignore_errors=True)
 
     shape = f"{CLIP.num_frames} frames @ {CLIP.fps:g} fps, {CLIP.size}px"
@@ -198,11 +202,11 @@ def main() -> None:
             f"{r['ingest_vs_ffmpeg_null']:.2f}x |"
         )
     if rss:
-        print(
-            "\n| videos (320x180, 3 s) | driver peak RSS MiB | largest worker peak RSS MiB |\n|---|---|---|"
-        )
+        print("\n| videos (320x180, 5 s) | clips | driver peak RSS MiB | largest worker peak RSS MiB |")
+        print("|---|---|---|---|")
         for r in rss:
-            print(f"| {r['videos']} | {r['driver_peak_rss_mib']:.0f} | {r['worker_peak_rss_mib']:.0f} |")
+            mib = f"{r['driver_peak_rss_mib']:.0f} | {r['worker_peak_rss_mib']:.0f}"
+            print(f"| {r['videos']} | {r['clips']} | {mib} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"config": vars(args) | {"data": str(args.data), "out": str(args.out)},
                                     "throughput": rows, "peak_rss": rss}, indent=2))  # fmt: skip

@@ -5,7 +5,7 @@ data stream; both measured in the same run, in alternating rounds, after warm-up
 times, their ratio (target <= 1.05), samples/s, tokens/s and MFU against the matmul peak measured in the
 same run on the same device (and the data-sheet peak where the device is in train_monitor.PEAK_TFLOPS).
 
-    python benchmarks/train_step.py                                   # CPU: tiny model, 16 x 3 x 32 x 32 pixels
+    python benchmarks/train_step.py          # CPU: tiny model, 16 x 3 x 32 x 32 pixels
     python benchmarks/train_step.py --accelerator gpu --size base --precision bf16-mixed \\
         --frames 16 --channels 16 --height 32 --width 32 --batch 8    # latent 16 x 16 x 32 x 32 (256^2 video)
 """
@@ -171,12 +171,12 @@ def main() -> None:
             "mfu_vs_datasheet_peak": flops / t / sheet if sheet else None,
         }
     ratio = median["lightning"] / median["plain"]
-    print(f"device {name}, model {args.size} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params), "
-          f"batch {shape}, precision {args.precision}, {len(times['plain'])} steps each")  # fmt: skip
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"device {name}, model {args.size} ({n_params:.2f}M params), batch {shape}, "
+          f"precision {args.precision}, {len(times['plain'])} steps each")  # fmt: skip
     print(f"backbone FLOPs/step {flops / 1e9:.2f} G; measured {dtype} matmul peak {peak / 1e12:.2f} TFLOP/s")
-    print(
-        f"{'loop':<10} {'median s':>10} {'samples/s':>10} {'tokens/s':>12} {'MFU(meas)':>10} {'MFU(sheet)':>10}"
-    )
+    header = ("loop", "median s", "samples/s", "tokens/s", "MFU(meas)", "MFU(sheet)")
+    print(f"{header[0]:<10}" + "".join(f" {h:>10}" for h in header[1:]))
     for k, r in rows.items():
         sheet_mfu = f"{r['mfu_vs_datasheet_peak']:.1%}" if r["mfu_vs_datasheet_peak"] else "n/a"
         print(
