@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 DEMO_VIDEOS ?= 32
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-data test lint format clean stop bench-ingest
+.PHONY: setup demo demo-data test lint format clean stop bench-ingest bench-train
 
 setup: $(STAMP)
 
@@ -40,8 +40,12 @@ bench-ingest: setup
 	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg)
 	$(BIN)/python benchmarks/ingest.py --videos 100 --repeats 3 --rss-sizes 100 1000 --out reports/bench_ingest.json
 
+# Lightning training step vs a plain PyTorch loop on the same model, batch and optimizer (and MFU).
+bench-train: setup
+	$(BIN)/python benchmarks/train_step.py --out reports/bench_train_step.json
+
 stop: setup
 	$(BIN)/reelforge serve stop
 
 clean: stop
-	rm -rf data models reports mlflow.db mlartifacts .prefect .dvc/cache .dvc/tmp
+	rm -rf data models checkpoints reports mlflow.db mlartifacts .prefect .dvc/cache .dvc/tmp
