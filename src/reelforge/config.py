@@ -146,7 +146,7 @@ class TrainConfig(Section):
     sample_prompts: list[str] = Field(
         default_factory=lambda: [
             "a red circle moves right over a blue background",
-            "a yellow square moves up over a green background",
+            "a yellow square moves up over a purple background",
         ],
         description="Fixed prompts sampled (EMA weights, fixed seeds) during training.",
     )

@@ -49,7 +49,7 @@ class VideoGenerator:
             Autoencoder(vae if vae.exists() else None),
             SchedulerConfig(**gen["scheduler"]),
             gen["fps"],
-            gen["num_frames"],
+            gen.get("num_frames", model.cfg.num_frames),  # pixel space before 0.2
             gen["steps"],
             gen["guidance"],
         )

@@ -130,6 +130,10 @@ class TextToVideoModel(nn.Module):
     def from_pretrained(cls, model_dir: str | Path) -> TextToVideoModel:
         model_dir = Path(model_dir)
         cfg = ModelConfig(**json.loads((model_dir / "config.json").read_text()))
+        if (model_dir / "model.pt").exists():  # the single-file layout of versions registered before 0.2
+            model = cls(cfg)
+            model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
+            return model.eval()
         backbone = CogVideoXTransformer3DModel.from_pretrained(model_dir / "backbone", local_files_only=True)
         if cfg.pretrained_text_encoder:
             text_encoder = PretrainedTextEncoder(model_dir / "text_encoder")

@@ -123,7 +123,7 @@ class PretrainedTextEncoder(nn.Module):
     def __init__(self, path: str | Path):
         super().__init__()
         self.encoder = _encoder_class(path).from_pretrained(str(path), local_files_only=True)
-        self.encoder.eval().requires_grad_(False)
+        self.requires_grad_(False).eval()
         self.dim = self.encoder.config.hidden_size
 
     def train(self, mode: bool = True) -> PretrainedTextEncoder:

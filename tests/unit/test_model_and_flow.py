@@ -59,3 +59,16 @@ def test_training_loss_is_zero_for_the_oracle_and_positive_otherwise(prediction)
     torch.manual_seed(0)
     assert flow.training_loss(Oracle(x0, prediction), x0, ids) == pytest.approx(0, abs=1e-8)
     assert flow.training_loss(Oracle(x0 + 0.1, prediction), x0, ids) > 1e-4
+
+
+def test_versions_saved_in_the_single_file_layout_still_load(tmp_path):
+    """Champions registered before the diffusers layout (config.json + model.pt) must stay loadable."""
+    import json
+    from dataclasses import asdict
+
+    torch.manual_seed(0)
+    model = TextToVideoModel(CFG).eval()
+    (tmp_path / "config.json").write_text(json.dumps(asdict(CFG)))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    x, t, ids = torch.randn(1, 4, 3, 16, 16), torch.tensor([10.0]), torch.randint(0, 20, (1, 6))
+    assert torch.equal(TextToVideoModel.from_pretrained(tmp_path)(x, t, ids), model(x, t, ids))

@@ -144,3 +144,17 @@ def test_pretrained_backbone_is_fine_tuned_in_place_of_the_size_table(tmp_path):
         TextToVideoModel(ModelConfig("tiny", 4, 16, 16, 3, 20, 8), load_backbone(tmp_path / "backbone"))
     raw = apply_overrides({}, [f"train.pretrained_path={tmp_path / 'backbone'}"])
     assert raw["train"]["pretrained_path"] == str(tmp_path / "backbone")
+
+
+def test_pretrained_t5_encoder_loads_as_an_encoder_only_model(tmp_path):
+    from transformers import T5Config, T5EncoderModel
+
+    clip_dir = save_tiny_clip(tmp_path / "clip")  # borrow its tokenizer
+    t5_dir = tmp_path / "t5"
+    config = T5Config(vocab_size=600, d_model=24, d_kv=8, d_ff=48, num_layers=1, num_heads=3)
+    T5EncoderModel(config).save_pretrained(t5_dir)
+    PretrainedTextEncoder.tokenizer(clip_dir, 8).tok.save_pretrained(t5_dir)
+    text = PretrainedTextEncoder(t5_dir)
+    ids = PretrainedTextEncoder.tokenizer(t5_dir, 8)(["a red circle"])
+    assert text(ids).shape == (1, 8, 24) and text.dim == 24
+    assert not text.training and not any(p.requires_grad for p in text.parameters())
