@@ -89,18 +89,19 @@ class StepMonitor(L.Callback):
         peak, source = device_peak(pl_module.device, trainer.precision)
         self.peak_total = peak * trainer.world_size
         if trainer.is_global_zero and trainer.logger is not None:
-            trainer.logger.log_hyperparams(
-                {
-                    "mfu.peak_tflops_per_device": round(peak / 1e12, 2),
-                    "mfu.peak_source": source,
-                    "mfu.flops_per_sample": self.flops_per_sample,
-                    "mfu.flops_counted": "backbone forward+backward (FlopCounterMode)",
-                    "tokens_per_sample": self.tokens_per_sample,
-                    "memory.source": "cuda max_memory_allocated"
-                    if pl_module.device.type == "cuda"
-                    else "process peak RSS",
-                }
-            )
+            # Tags, not params: a resumed run measures the peak again, and MLflow params are immutable.
+            tags = {
+                "mfu.peak_tflops_per_device": round(peak / 1e12, 2),
+                "mfu.peak_source": source,
+                "mfu.flops_per_sample": self.flops_per_sample,
+                "mfu.flops_counted": "backbone forward+backward (FlopCounterMode)",
+                "tokens_per_sample": self.tokens_per_sample,
+                "memory.source": "cuda max_memory_allocated"
+                if pl_module.device.type == "cuda"
+                else "process peak RSS",
+            }
+            for key, value in tags.items():
+                trainer.logger.experiment.set_tag(trainer.logger.run_id, key, str(value))
         self._last = (trainer.global_step, time.perf_counter())
         self.t0 = time.perf_counter()
 

@@ -83,6 +83,10 @@ def test_two_process_ddp_on_cpu(ingested, captions, tmp_path):
     assert [str(v.version) for v in client.search_model_versions("name='reelforge-t2v'")] == [
         "1"
     ]  # ... and registered
+    assert runs[0].data.tags["mfu.peak_source"] == "measured torch.float32 matmul on cpu"
+    assert all(
+        client.get_metric_history(runs[0].info.run_id, k) for k in ("mfu", "tokens_per_s", "grad_norm")
+    )
     history = client.get_metric_history(runs[0].info.run_id, "loss")
     assert sorted({m.step for m in history}) == list(range(12))
     assert client.get_metric_history(runs[0].info.run_id, "val_loss")
