@@ -246,50 +246,17 @@ def run(
         run_id=run_id,
         tags={"stage": "train", "git_commit": git_commit()},
     )
-    _, t, _, h, w = data.train_x.shape  # (N, T, C, H, W)
-    patch = model.backbone.config.patch_size
-    flops = backbone_flops(model.backbone, (cfg.micro_batch, *data.train_x.shape[1:]), cfg.max_text_tokens)
-    tokens_per_sample = t * (h // patch) * (w // patch)  # video tokens the transformer attends over
-    callbacks = [
-        StepMonitor(flops // cfg.micro_batch, tokens_per_sample, print_every=max(cfg.log_every_n_steps, 10)),
-        ResumableCheckpoint(ckpt_dir, cfg.checkpoint_every_n_steps),
-        SampleGifs(
-            cfg.sample_every_n_steps,
-            cfg.sample_prompts,
-            lambda _, prompts: generator.generate(prompts, seeds=list(range(len(prompts)))),
-            clip.fps,
-        ),
-    ]
-    has_val = data.val_x is not None
-    trainer = L.Trainer(
-        max_steps=cfg.steps,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=_strategy(cfg),
-        precision=cfg.precision,
-        gradient_clip_val=cfg.grad_clip,
-        accumulate_grad_batches=cfg.accumulate_grad_batches,
-        logger=logger,
-        log_every_n_steps=cfg.log_every_n_steps,
-        val_check_interval=cfg.val_every_n_steps * cfg.accumulate_grad_batches if has_val else None,
-        check_val_every_n_epoch=None,
-        limit_val_batches=1.0 if has_val else 0,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,  # BatchStream shards by rank itself
-        enable_checkpointing=False,  # ResumableCheckpoint
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
+    trainer = _trainer(
+        cfg, logger, _callbacks(params, model, data, generator, ckpt_dir), data.val_x is not None
     )
     stream = BatchStream(
         data.train_x, data.train_ids, cfg.micro_batch, cfg.seed, trainer.global_rank, trainer.world_size,
         start=start_step * cfg.accumulate_grad_batches,
     )  # fmt: skip
     train_loader = DataLoader(stream, batch_size=None)
-    val_loader = (
-        DataLoader(TensorDataset(data.val_x, data.val_ids), batch_size=cfg.micro_batch) if has_val else None
-    )
+    val_loader = None
+    if data.val_x is not None:
+        val_loader = DataLoader(TensorDataset(data.val_x, data.val_ids), batch_size=cfg.micro_batch)
     if trainer.is_global_zero:
         if ckpt_path is None:
             _start_fresh(ckpt_dir, key, logger.run_id)
@@ -317,6 +284,48 @@ def run(
         model_dir,
         registration_path,
         uri,
+    )
+
+
+def _callbacks(params: Params, model, data: TrainData, generator: VideoGenerator, ckpt_dir: Path) -> list:
+    cfg = params.train
+    _, t, _, h, w = data.train_x.shape  # (N, T, C, H, W)
+    patch = model.backbone.config.patch_size
+    flops = backbone_flops(model.backbone, (cfg.micro_batch, *data.train_x.shape[1:]), cfg.max_text_tokens)
+    tokens_per_sample = t * (h // patch) * (w // patch)  # video tokens the transformer attends over
+    return [
+        StepMonitor(flops // cfg.micro_batch, tokens_per_sample, print_every=max(cfg.log_every_n_steps, 10)),
+        ResumableCheckpoint(ckpt_dir, cfg.checkpoint_every_n_steps),
+        SampleGifs(
+            cfg.sample_every_n_steps,
+            cfg.sample_prompts,
+            lambda _, prompts: generator.generate(prompts, seeds=list(range(len(prompts)))),
+            params.clip.fps,
+        ),
+    ]
+
+
+def _trainer(cfg: TrainConfig, logger: MLFlowLogger, callbacks: list, has_val: bool) -> L.Trainer:
+    return L.Trainer(
+        max_steps=cfg.steps,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=_strategy(cfg),
+        precision=cfg.precision,
+        gradient_clip_val=cfg.grad_clip,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        logger=logger,
+        log_every_n_steps=cfg.log_every_n_steps,
+        val_check_interval=cfg.val_every_n_steps * cfg.accumulate_grad_batches if has_val else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if has_val else 0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # BatchStream shards by rank itself
+        enable_checkpointing=False,  # ResumableCheckpoint
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
     )
 
 
