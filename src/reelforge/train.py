@@ -273,17 +273,7 @@ def run(
     if not trainer.is_global_zero:
         return None
     return _register(
-        params,
-        module,
-        generator,
-        data,
-        logger,
-        trainer,
-        start_step,
-        train_seconds,
-        model_dir,
-        registration_path,
-        uri,
+        params, module, generator, trainer, start_step, train_seconds, model_dir, registration_path
     )
 
 
@@ -350,24 +340,21 @@ def _hyperparams(params: Params, model: TextToVideoModel, data: TrainData) -> di
 
 
 def _register(
-    params,
-    module,
-    generator,
-    data,
-    logger,
-    trainer,
-    start_step,
-    train_seconds,
-    model_dir,
-    registration_path,
-    uri,
+    params: Params,
+    module: TextToVideoModule,
+    generator: VideoGenerator,
+    trainer: L.Trainer,
+    start_step: int,
+    train_seconds: float,
+    model_dir: str | Path,
+    registration_path: str | Path,
 ) -> TrainResult:
     """Rank 0: save the EMA weights with everything needed to generate, log them to MLflow, register."""
-    cfg, clip = params.train, params.clip
+    cfg, clip, logger = params.train, params.clip, trainer.logger
     final_loss = float(trainer.callback_metrics["loss"])
     with atomic_dir(model_dir) as out, module.ema_weights():
         module.model.save_pretrained(out)
-        data.tokenizer.save(out)
+        generator.tokenizer.save(out)
         if generator.autoencoder.vae is not None:
             generator.autoencoder.vae.save_pretrained(out / VAE_DIR)
         generation = {
@@ -404,7 +391,7 @@ def _register(
             "final_step": result.final_step,
             "resumed_from_step": start_step,
             "train_seconds": round(train_seconds, 1),
-            "tracking_uri": uri,
+            "tracking_uri": mlflow.get_tracking_uri(),
         },
     )
     return result

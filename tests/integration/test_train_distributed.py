@@ -77,7 +77,8 @@ def test_two_process_ddp_on_cpu(ingested, captions, tmp_path):
     assert set(ranks) == {"0", "1"}, out[-3000:]  # both ranks stepped to the end ...
     assert ranks["0"] == ranks["1"]  # ... with gradients all-reduced: identical replicas
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not a registry another test set globally
     runs = client.search_runs(client.get_experiment_by_name("reelforge").experiment_id)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # only rank 0 logged ...
     assert [str(v.version) for v in client.search_model_versions("name='reelforge-t2v'")] == [
