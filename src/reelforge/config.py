@@ -43,6 +43,13 @@ class IngestConfig(Section):
         lt=1,
         description="Mean absolute change (0-1) between consecutive 16x16 YUV thumbnails that marks a cut.",
     )
+    cut_check_stride: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Thumbnail every Nth frame; a jump is then traced to the exact frame (1: every frame). "
+        "Higher is faster, but misses flashes shorter than N frames.",
+    )
     max_clips_per_shot: int = Field(4, ge=1, description="A long shot yields at most this many clips.")
     val_fraction: float = Field(
         0.25, ge=0, lt=1, description="Share of source videos held out for validation (split by source)."

@@ -27,7 +27,7 @@ from reelforge.clips import MANIFEST, REJECTS, SOURCES, ClipStore, write_json_at
 from reelforge.config import ClipConfig, IngestConfig
 from reelforge.hashing import file_sha256
 from reelforge.quality import NearDuplicateIndex, scores, signature
-from reelforge.shots import ClipSampler
+from reelforge.shots import ClipSampler, CutDetector
 from reelforge.sources import Source, SourceRejected, list_sources, local_copy
 from reelforge.video import VideoFile, thumbnail, to_rgb_square
 
@@ -94,12 +94,9 @@ def _decode_and_cut(path: Path, source: Source, clip: ClipConfig, cfg: IngestCon
         if problem := _check_probe(info, cfg):
             out.rejects.append(_reject(source.uri, "probe", *problem))
             return
+        detector = CutDetector(cfg.shot_threshold, cfg.cut_check_stride, thumbnail)
         sampler = ClipSampler(
-            clip.num_frames,
-            clip.fps,
-            cfg.shot_threshold,
-            cfg.max_clips_per_shot,
-            lambda f: to_rgb_square(f, clip.size),
+            clip.num_frames, clip.fps, cfg.max_clips_per_shot, lambda f: to_rgb_square(f, clip.size)
         )
         cut, times = [], []
         out.source["decoded_frames"] = 0
@@ -117,7 +114,10 @@ def _decode_and_cut(path: Path, source: Source, clip: ClipConfig, cfg: IngestCon
                 return
             times.append(t)
             out.source["decoded_frames"] += 1
-            cut += sampler.push(t, thumbnail(frame), frame)
+            for checked in detector.push(t, frame):
+                cut += sampler.push(*checked)
+        for checked in detector.finish():
+            cut += sampler.push(*checked)
         steps = np.diff(times)
         last = float(np.median(steps)) if len(steps) else 1 / (info.fps or 25)
         cut += sampler.finish(times[-1] + last)
@@ -272,8 +272,9 @@ def run(
 
 
 # Settings that change what a stored clip is; the store restarts when they change (see ClipStore).
-CLIP_SHAPING = {"shot_threshold", "max_clips_per_shot", "min_motion", "min_brightness", "min_contrast",
-                "dup_max_hamming", "max_pixels", "min_short_side", "val_fraction"}  # fmt: skip
+CLIP_SHAPING = {"shot_threshold", "cut_check_stride", "max_clips_per_shot", "min_motion", "min_brightness",
+                "min_contrast", "dup_max_hamming", "max_pixels", "min_short_side",
+                "val_fraction"}  # fmt: skip
 
 
 def _write(

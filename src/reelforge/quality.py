@@ -1,12 +1,12 @@
 """Clip quality scores and near-duplicate detection (perceptual hashes), stored with every clip.
 
-Scores are on a 0-1 scale: `brightness` is the mean luma (BT.601); `contrast` the spatial standard deviation
-of R, G and B, averaged over channels and frames; `motion` the share of pixels whose largest RGB change
-between consecutive frames exceeds MOTION_DELTA, averaged over frame pairs. RGB rather than luma, because
-a red square moving over a purple background barely changes luma; a share of pixels rather than a mean,
-because a small object moving across a still scene is motion however small it is. A clip's signature
-is the 64-bit DCT pHash of its first, middle and last frame; two clips are near-duplicates when all three
-pairs are within `ingest.dup_max_hamming` bits.
+Scores are on a 0-1 scale: `brightness` is the mean luma (BT.601); `contrast` the spatial standard
+deviation of R, G and B, averaged over channels and frames; `motion` the share of pixels whose largest RGB
+change between consecutive frames exceeds MOTION_DELTA (10 of 255), averaged over frame pairs. RGB rather
+than luma, because a red square moving over a purple background barely changes luma; a share of pixels
+rather than a mean, because a small object moving across a still scene is motion however small it is.
+A clip's signature is the 64-bit DCT pHash of its first, middle and last frame; two clips are
+near-duplicates when all three pairs are within `ingest.dup_max_hamming` bits.
 """
 
 from __future__ import annotations
@@ -18,17 +18,27 @@ from PIL import Image
 from scipy.fft import dctn
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-MOTION_DELTA = 10 / 255  # above codec noise on a still picture
+MOTION_DELTA = 10  # of 255: above codec noise on a still picture
 PHASH_FRAMES = 3
 
 
 def scores(frames: np.ndarray) -> dict[str, float]:
-    """frames: (T, H, W, 3) uint8 -> brightness, contrast, motion in [0, 1]."""
-    x = frames.astype(np.float32) / 255.0  # (T, H, W, 3)
-    moved = np.abs(np.diff(x, axis=0)).max(axis=-1) > MOTION_DELTA  # (T-1, H, W)
+    """frames: (T, H, W, 3) uint8 -> brightness, contrast, motion in [0, 1].
+
+    This runs on every clip ingested, so it avoids numpy's slow small-axis reductions: float64 sums of
+    uint8 values (and their squares) are exact here, and |change| is taken in uint8.
+    """
+    t = len(frames)
+    x = frames.reshape(t, -1, 3).astype(np.float64)  # (T, HW, 3)
+    n = x.shape[1]
+    s1 = np.ones(n) @ x  # (T, 3)
+    s2 = np.einsum("tpc,tpc->tc", x, x)  # (T, 3)
+    std = np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0))  # (T, 3) per frame and channel
+    change = np.maximum(frames[1:], frames[:-1]) - np.minimum(frames[1:], frames[:-1])  # (T-1, H, W, 3)
+    moved = np.maximum(np.maximum(change[..., 0], change[..., 1]), change[..., 2]) > MOTION_DELTA
     return {
-        "brightness": round(float((x @ LUMA).mean()), 5),
-        "contrast": round(float(x.std(axis=(1, 2)).mean()), 5),
+        "brightness": round(float(s1.sum(axis=0) @ LUMA) / (t * n * 255), 5),
+        "contrast": round(float(std.mean()) / 255, 5),
         "motion": round(float(moved.mean()), 5),
     }
 

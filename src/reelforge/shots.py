@@ -1,7 +1,8 @@
 """Online shot-boundary detection and clip sampling: one pass over decoded frames, no frame held twice.
 
 Frames arrive in decode order. A hard cut is a jump in the mean absolute difference between consecutive
-YUV thumbnails (`ingest.shot_threshold`, 0-1). Inside a shot, clips are `clip.num_frames` frames at
+YUV thumbnails (`ingest.shot_threshold`, 0-1); `CutDetector` finds them while thumbnailing only every
+`ingest.cut_check_stride`-th frame. Inside a shot, clips are `clip.num_frames` frames at
 `clip.fps`, laid end to end from the shot's start; each target time takes the latest source frame at or
 before it, which resamples any source rate, constant or variable. A clip is emitted only once the shot
 is known to last its full duration, so no clip ever spans a cut.
@@ -15,6 +16,52 @@ from dataclasses import dataclass, field
 import numpy as np
 
 EPS = 1e-6
+
+
+@dataclass
+class CutDetector:
+    """Hard cuts between consecutive frames, from thumbnails of every `stride`-th frame.
+
+    A jump above `threshold` between two checked frames means a cut somewhere between them; only then are
+    the frames in between thumbnailed, and the cut lands on the exact frame where the consecutive
+    difference jumps, as if every frame had been checked. So a video costs one thumbnail per `stride`
+    frames plus `stride - 1` per cut, and frames leave `stride - 1` frames late. What is missed: a flash
+    shorter than `stride` frames that returns to the same picture.
+    """
+
+    threshold: float
+    stride: int
+    thumbnail: Callable[[object], np.ndarray]  # decoded frame -> (3, 16, 16) float in [0, 1]
+    _last: np.ndarray | None = None  # thumbnail of the last checked frame
+    _waiting: list[tuple[float, object]] = field(default_factory=list)  # frames after it
+
+    def push(self, time: float, frame: object) -> list[tuple[float, object, bool]]:
+        """Feed one frame; return the frames now checked, in order, as (time, frame, is_first_of_shot)."""
+        self._waiting.append((time, frame))
+        if self._last is not None and len(self._waiting) < self.stride:
+            return []
+        return self._check()
+
+    def finish(self) -> list[tuple[float, object, bool]]:
+        return self._check() if self._waiting else []
+
+    def _jump(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return float(np.abs(a - b).mean()) > self.threshold
+
+    def _check(self) -> list[tuple[float, object, bool]]:
+        waiting, self._waiting = self._waiting, []
+        last, thumb = self._last, self.thumbnail(waiting[-1][1])
+        self._last = thumb
+        if last is None:  # the stream's first frame starts the first shot
+            return [(t, f, True) for t, f in waiting]
+        if not self._jump(last, thumb):
+            return [(t, f, False) for t, f in waiting]
+        out = []
+        for i, (t, f) in enumerate(waiting):  # locate the cut(s): consecutive differences
+            now = thumb if i == len(waiting) - 1 else self.thumbnail(f)
+            out.append((t, f, self._jump(last, now)))
+            last = now
+        return out
 
 
 @dataclass
@@ -46,13 +93,11 @@ class _Held:
 class ClipSampler:
     num_frames: int
     fps: float
-    threshold: float
     max_clips_per_shot: int
     convert: Callable[[object], np.ndarray]  # decoded frame -> (size, size, 3) uint8
     shots: int = 0
     longest_shot_s: float = 0.0
     _shot_start: float = 0.0
-    _thumb: np.ndarray | None = None
     _held: _Held | None = None
     _clips_in_shot: int = 0
     _building: list[_Held] = field(default_factory=list)
@@ -87,15 +132,14 @@ class ClipSampler:
     def _sampling(self) -> bool:
         return self._pending is None and self._clips_in_shot < self.max_clips_per_shot
 
-    def push(self, time: float, thumb: np.ndarray, frame: object) -> list[Clip]:
-        """Feed one frame; return the clips it completed."""
+    def push(self, time: float, frame: object, first_of_shot: bool) -> list[Clip]:
+        """Feed one frame (and whether a cut precedes it, from `CutDetector`); return the clips it
+        completed."""
         out: list[Clip] = []
-        if self._thumb is None:
+        if first_of_shot:
+            if self.shots:
+                out += self._end_shot(time)
             self._start_shot(time)
-        elif float(np.abs(thumb - self._thumb).mean()) > self.threshold:
-            out += self._end_shot(time)
-            self._start_shot(time)
-        self._thumb = thumb
         if self._pending is not None and time >= self._pending.end_s - EPS:
             out.append(self._emit(self._pending))
             self._pending = None
