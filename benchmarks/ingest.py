@@ -4,7 +4,7 @@ In one run, on a generated set of H.264 videos (textured, moving, two shots each
   pyav decode   a plain PyAV decode loop over every frame (worker processes, as ingest uses)
   ffmpeg null   `ffmpeg -i FILE -f null -` per file (N in parallel)
   ingest        `reelforge.ingest.run` into a fresh store (probe, hash, cut, resample, score, dedup, write)
-at 1 and 2 workers; medians over repeats, ingest's ratio to each decode-only baseline, videos/s,
+at 1 and 2 workers, in interleaved rounds; medians over rounds (ratios: of the per-round ratios), videos/s,
 clip-seconds/s and per-worker rates. Then peak RSS of the ingest driver and of its largest worker at
 --rss-sizes videos (each in a fresh process). Prints a table, writes JSON.
 
@@ -155,27 +155,30 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="reelforge-bench-"))
     rows = []
     for w in args.workers:
-        pyav_s = statistics.median(bench_pyav(paths, w) for _ in range(args.repeats))
-        ffmpeg_s = statistics.median(bench_ffmpeg(paths, w) for _ in range(args.repeats))
-        runs = [bench_ingest(main_set, w, scratch) for _ in range(args.repeats)]
-        ingest_s, clips = statistics.median(r[0] for r in runs), runs[0][1]
-        if clips == 0:  # ingest would have skipped the work it is measured on
-            sys.exit(f"no clips: each of the 2 shots must last >= {CLIP.duration_s:g} s; raise --seconds")
+        rounds = []
+        for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits all three alike
+            ingest_s, clips = bench_ingest(main_set, w, scratch)
+            if clips == 0:  # ingest would have skipped the work it is measured on
+                sys.exit(f"no clips: each of the 2 shots must last >= {CLIP.duration_s:g} s; raise --seconds")
+            pyav_s, ffmpeg_s = bench_pyav(paths, w), bench_ffmpeg(paths, w)
+            rounds.append({"pyav": pyav_s, "ffmpeg": ffmpeg_s, "ingest": ingest_s})
+        med = {k: statistics.median(r[k] for r in rounds) for k in ("pyav", "ffmpeg", "ingest")}
         n = len(paths)
         rows.append(
             {
                 "workers": w,
                 "videos": n,
                 "source_frames_est": int(frames),
-                "pyav_decode_videos_per_s": n / pyav_s,
-                "ffmpeg_null_videos_per_s": n / ffmpeg_s,
-                "ingest_videos_per_s": n / ingest_s,
-                "ingest_videos_per_s_per_worker": n / ingest_s / w,
-                "ingest_clip_seconds_per_s": clips * CLIP.duration_s / ingest_s,
+                "pyav_decode_videos_per_s": n / med["pyav"],
+                "ffmpeg_null_videos_per_s": n / med["ffmpeg"],
+                "ingest_videos_per_s": n / med["ingest"],
+                "ingest_videos_per_s_per_worker": n / med["ingest"] / w,
+                "ingest_clip_seconds_per_s": clips * CLIP.duration_s / med["ingest"],
                 "clips": clips,
-                "ingest_vs_pyav_decode": pyav_s / ingest_s,
-                "ingest_vs_ffmpeg_null": ffmpeg_s / ingest_s,
-                "median_s": {"pyav": pyav_s, "ffmpeg": ffmpeg_s, "ingest": ingest_s},
+                # medians of the per-round ratios: each compares runs made moments apart
+                "ingest_vs_pyav_decode": statistics.median(r["pyav"] / r["ingest"] for r in rounds),
+                "ingest_vs_ffmpeg_null": statistics.median(r["ffmpeg"] / r["ingest"] for r in rounds),
+                "rounds_s": rounds,
             }
         )
     rss = []
@@ -190,7 +193,7 @@ def main() -> None:
 
     shape = f"{CLIP.num_frames} frames @ {CLIP.fps:g} fps, {CLIP.size}px"
     print(f"\n{args.videos} videos, {args.width}x{args.height}, {args.seconds:g} s, 30 fps, H.264; "
-          f"clips {shape}; medians of {args.repeats}")  # fmt: skip
+          f"clips {shape}; medians of {args.repeats} interleaved rounds")  # fmt: skip
     print("| workers | pyav decode v/s | ffmpeg null v/s | ingest v/s | per worker | clip-s/s | vs pyav "
           "| vs ffmpeg |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
