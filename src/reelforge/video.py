@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 from PIL import Image
 
 VIDEO_EXTENSIONS = {
@@ -19,6 +20,10 @@ VIDEO_EXTENSIONS = {
 }  # fmt: skip
 THUMB = 16  # shot detection compares 16x16 thumbnails of every plane ...
 GRID = 64  # ... each cell the mean of the ~(GRID / THUMB)^2 samples a strided view puts in it
+# Area filter with full-resolution chroma and exact rounding, at the same cost as plain AREA, which is 4x
+# further from an exact box filter (mean abs error 2.1 vs 0.4 levels on demo frames, where it also darkens
+# by 1.5; 4.4 vs 1.2 on the smooth image in the tests).
+SCALE_FLAGS = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ def _centre_square(frame: av.VideoFrame, side: int) -> av.VideoFrame:
 
 def to_rgb_square(frame: av.VideoFrame, size: int) -> np.ndarray:
     """(size, size, 3) uint8 as displayed: the centre square (side = short side) scaled to `size` by
-    swscale's area filter, then rotated as the display matrix says.
+    swscale's area filter (SCALE_FLAGS), then rotated as the display matrix says.
 
     The square is cut from the planes before scaling: copying its samples costs far less than scaling the
     parts a crop would then drop (3x faster at 720p), and no full-size RGB array ever exists, so a 4K
@@ -136,7 +141,7 @@ def to_rgb_square(frame: av.VideoFrame, size: int) -> np.ndarray:
     if not _planar_yuv(frame.format):
         frame = frame.reformat(format="yuv444p", threads=1)
     square = _centre_square(frame, min(frame.width, frame.height) // 4 * 4)
-    rgb = square.reformat(size, size, "rgb24", interpolation="AREA", threads=1).to_ndarray()
+    rgb = square.reformat(size, size, "rgb24", interpolation=SCALE_FLAGS, threads=1).to_ndarray()
     return np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))  # counter-clockwise
 
 
