@@ -112,6 +112,11 @@ def _planar_yuv(fmt: av.VideoFormat) -> bool:
     return fmt.name.startswith("yuv") and fmt.is_planar and not fmt.name.endswith("be")
 
 
+def _plane_rows(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """(height, line_size) uint8 view of a plane's buffer, row padding included; no copy."""
+    return np.frombuffer(plane, np.uint8)[: plane.height * plane.line_size].reshape(plane.height, -1)
+
+
 def _centre_square(frame: av.VideoFrame, side: int) -> av.VideoFrame:
     """A new planar-YUV frame holding the centre side x side square of `frame`. `side` and the offsets
     are multiples of 4, so every chroma plane is cut on whole samples."""
@@ -121,10 +126,8 @@ def _centre_square(frame: av.VideoFrame, side: int) -> av.VideoFrame:
     step = 2 if frame.format.components[0].bits > 8 else 1  # bytes per sample
     for src, dst in zip(frame.planes, square.planes, strict=True):
         sx, sy = side // dst.width, side // dst.height  # this plane's chroma subsampling
-        a = np.frombuffer(src, np.uint8)[: src.height * src.line_size].reshape(src.height, src.line_size)
-        b = np.frombuffer(dst, np.uint8)[: dst.height * dst.line_size].reshape(dst.height, dst.line_size)
         top, left, width = y0 // sy, x0 // sx * step, dst.width * step
-        b[:, :width] = a[top : top + dst.height, left : left + width]
+        _plane_rows(dst)[:, :width] = _plane_rows(src)[top : top + dst.height, left : left + width]
     return square
 
 
@@ -170,7 +173,7 @@ def thumbnail(frame: av.VideoFrame) -> np.ndarray:
     bits = frame.format.components[0].bits
     out = np.empty((3, THUMB, THUMB), np.float32)
     for i, p in enumerate(frame.planes[:3]):
-        a = np.frombuffer(p, np.uint8)[: p.height * p.line_size].reshape(p.height, p.line_size)
+        a = _plane_rows(p)
         a = (a if bits <= 8 else a.view("<u2"))[:, : p.width]  # drop the row padding
         a = a[:: max(1, p.height // GRID), :: max(1, p.width // GRID)]  # strided view, ~GRID per side
         out[i] = _cell_means(a.shape[0]) @ a.astype(np.float32) @ _cell_means(a.shape[1]).T
