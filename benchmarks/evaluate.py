@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reelforge.captioner import Captioner, CaptionerConfig, frames_to_tensor
-from reelforge.metrics import bootstrap_fd, feature_stats, frechet_distance
+from reelforge.caption.captioner import Captioner, CaptionerConfig, frames_to_tensor
+from reelforge.evaluate.metrics import bootstrap_fd, feature_stats, frechet_distance
 
 
 def _median_seconds(fn, repeats: int) -> float:

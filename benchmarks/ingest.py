@@ -3,7 +3,7 @@
 In one run, on a generated set of H.264 videos (textured, moving, two shots each), it measures:
   pyav decode   a plain PyAV decode loop over every frame (worker processes, as ingest uses)
   ffmpeg null   `ffmpeg -i FILE -f null -` per file (N in parallel)
-  ingest        `reelforge.ingest.run` into a fresh store (probe, hash, cut, resample, score, dedup, write)
+  ingest        `reelforge.data.ingest.run` into a new store (probe, hash, cut, resample, score, dedup, write)
 at 1 and 2 workers, in interleaved rounds; medians over rounds (ratios: of the per-round ratios), videos/s,
 clip-seconds/s and per-worker rates. Then peak RSS of the ingest driver and of its largest worker at
 --rss-sizes videos (each in a fresh process). Prints a table, writes JSON.
@@ -28,11 +28,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from reelforge import ingest
-from reelforge.config import ClipConfig, IngestConfig
-from reelforge.video import encode_mp4
+from reelforge.config import ClipParams, IngestConfig, IngestParams
+from reelforge.data import ingest
+from reelforge.data.video import encode_mp4
 
-CLIP = ClipConfig(fps=8, num_frames=16, size=64)
+CLIP = ClipParams(fps=8, num_frames=16, size=64)
 
 
 def make_video(args: tuple[Path, int, int, int, float]) -> None:
@@ -100,15 +100,18 @@ def bench_ingest(root: Path, workers: int, scratch: Path) -> tuple[float, int]:
     out = scratch / "clips"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    r = ingest.run(IngestConfig(workers=workers), CLIP, root, out, scratch / "ingest.json")
+    r = ingest.run(
+        IngestConfig(clip=CLIP, ingest=IngestParams(workers=workers)), root, out, scratch / "ingest.json"
+    )
     return time.perf_counter() - t0, r.clips
 
 
 RSS_SNIPPET = """
 import resource, sys
-from reelforge import ingest
-from reelforge.config import ClipConfig, IngestConfig
-r = ingest.run(IngestConfig(workers=2), ClipConfig.model_validate_json(sys.argv[4]), *sys.argv[1:4])
+from reelforge.config import ClipParams, IngestConfig, IngestParams
+from reelforge.data import ingest
+cfg = IngestConfig(clip=ClipParams.model_validate_json(sys.argv[4]), ingest=IngestParams(workers=2))
+r = ingest.run(cfg, *sys.argv[1:4])
 peak = [resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
 print(r.clips, *peak)
 """

@@ -22,11 +22,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from reelforge.config import SchedulerConfig, TrainConfig
-from reelforge.diffusion import RectifiedFlow
-from reelforge.model import ModelConfig, TextToVideoModel
-from reelforge.train_module import EMA, BatchStream, TextToVideoModule, lr_lambda, step_generator
-from reelforge.train_monitor import PEAK_TFLOPS, backbone_flops, measured_matmul_peak
+from reelforge.config import SchedulerParams, TrainParams
+from reelforge.model.backbone import ModelConfig, TextToVideoModel
+from reelforge.model.diffusion import RectifiedFlow
+from reelforge.train.module import EMA, BatchStream, TextToVideoModule, lr_lambda, step_generator
+from reelforge.train.monitor import PEAK_TFLOPS, backbone_flops, measured_matmul_peak
 
 VOCAB, TEXT_LEN = 64, 16
 
@@ -38,7 +38,7 @@ def _sync(device: torch.device) -> None:
 
 def _setup(args, device):
     torch.manual_seed(0)
-    cfg = TrainConfig(
+    cfg = TrainParams(
         model_size=args.size,
         steps=10_000,
         batch_size=args.batch,
@@ -60,7 +60,7 @@ def plain_loop(args, device, steps: int) -> list[float]:
     model.to(device).train()
     if cfg.gradient_checkpointing:
         model.backbone.enable_gradient_checkpointing()
-    flow = RectifiedFlow(SchedulerConfig())
+    flow = RectifiedFlow(SchedulerParams())
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
@@ -107,7 +107,7 @@ class StepTimes(L.Callback):
 def lightning_loop(args, device, steps: int) -> list[float]:
     cfg, model, stream = _setup(args, device)
     module = TextToVideoModule(
-        model, RectifiedFlow(SchedulerConfig()), cfg, torch.zeros(TEXT_LEN, dtype=torch.long)
+        model, RectifiedFlow(SchedulerParams()), cfg, torch.zeros(TEXT_LEN, dtype=torch.long)
     )
     timer = StepTimes(device)
     trainer = L.Trainer(

@@ -65,10 +65,10 @@ def repro(project: Path, stage: str) -> dict:
 
 @task(cache_policy=NO_CACHE)
 def serve_champion(project: Path) -> dict:
-    from reelforge.config import load_params
-    from reelforge.deploy import deploy
+    from reelforge.config import ServeConfig, load_params
+    from serving.deploy import deploy
 
-    return deploy(load_params(project / "params.yaml"), project)
+    return deploy(load_params(project / "params.yaml").stage(ServeConfig), project)
 
 
 @flow(name="reelforge-pipeline", log_prints=True)

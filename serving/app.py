@@ -1,4 +1,4 @@
-"""Ray Serve application: a FastAPI ingress around `VideoGenerator` (the same inference path evaluation uses).
+"""Ray Serve application: a FastAPI ingress around `TextToVideoPipeline` (the inference path evaluation uses).
 
 The deployment's `user_config` names the resolved model version (not just `@champion`), so what a replica
 serves is explicit and a promotion is a config change. `reelforge serve deploy` (a new driver each time)
@@ -19,7 +19,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from reelforge.video import encode_gif, encode_mp4
+from reelforge.data.video import encode_gif, encode_mp4
+from reelforge.model.pipeline import TextToVideoPipeline
 
 api = FastAPI(title="reelforge", description="Text-to-video generation from the MLflow champion model.")
 
@@ -42,15 +43,16 @@ class GenerateRequest(BaseModel):
 class Generator:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.generator = None
+        self.pipeline = None
         self.model: dict = {}
         self.limits: dict = {}
 
     def reconfigure(self, config: dict) -> None:
-        """config: tracking_uri, model_name, version, limits, torch_threads (see reelforge.deploy)."""
+        """config: tracking_uri, model_name, version, limits, torch_threads (see serving.deploy)."""
         import mlflow
 
-        from reelforge.tracking import load_generator, version_metrics
+        from reelforge.registry.models import load_pipeline
+        from reelforge.registry.tracking import version_metrics
 
         torch.set_num_threads(int(config.get("torch_threads", 1)))
         self.limits = config["limits"]
@@ -61,7 +63,7 @@ class Generator:
             return
         mlflow.set_tracking_uri(config["tracking_uri"])
         mlflow.set_registry_uri(config["tracking_uri"])
-        new = load_generator(config["model_name"], config["version"])  # beside the old one
+        new = load_pipeline(config["model_name"], config["version"])  # beside the old one
         info = {
             "model_name": config["model_name"],
             "version": config["version"],
@@ -72,11 +74,11 @@ class Generator:
             "resolution": [new.model.cfg.height, new.model.cfg.width],
         }
         with self._lock:  # swap the reference only once the new model is ready
-            self.generator, self.model = new, info
+            self.pipeline, self.model = new, info
 
     @api.get("/healthz")
     def healthz(self) -> dict:
-        if self.generator is None:
+        if self.pipeline is None:
             raise HTTPException(503, "no model loaded yet")
         return {"status": "ok", "version": self.model["version"]}
 
@@ -86,22 +88,22 @@ class Generator:
 
     @api.post("/v1/generate")
     def generate(self, req: GenerateRequest) -> Response:
-        generator = self.generator
-        num_frames = self._check(req, generator)
-        video = generator.generate(
+        pipeline = self.pipeline
+        num_frames = self._check(req, pipeline)
+        video = pipeline.generate(
             [req.prompt], [req.seed], num_frames=num_frames, steps=req.steps, guidance=req.guidance
         )[0]  # (T, H, W, 3)
-        data = encode_mp4(video, generator.fps) if req.format == "mp4" else encode_gif(video, generator.fps)
+        data = encode_mp4(video, pipeline.fps) if req.format == "mp4" else encode_gif(video, pipeline.fps)
         return Response(
             data,
             media_type=CONTENT_TYPES[req.format],
             headers={"X-Model-Version": str(self.model["version"]), "X-Num-Frames": str(len(video))},
         )
 
-    def _check(self, req: GenerateRequest, generator) -> int:
+    def _check(self, req: GenerateRequest, pipeline: TextToVideoPipeline | None) -> int:
         """Validate against the configured limits; a bad request is a 422 that says what to change."""
         lim = self.limits
-        if generator is None:
+        if pipeline is None:
             raise HTTPException(503, "no model loaded yet")
         if not req.prompt.strip():
             raise HTTPException(422, "prompt is empty")
@@ -109,10 +111,10 @@ class Generator:
             raise HTTPException(
                 422, f"prompt has {len(req.prompt)} characters; the limit is {lim['max_prompt_chars']}"
             )
-        num_frames = req.num_frames or generator.num_frames
+        num_frames = req.num_frames or pipeline.num_frames
         if not 2 <= num_frames <= lim["max_num_frames"]:
             raise HTTPException(422, f"num_frames must be between 2 and {lim['max_num_frames']}")
-        if problem := generator.frames_problem(num_frames):
+        if problem := pipeline.frames_problem(num_frames):
             raise HTTPException(422, problem)
         if req.steps is not None and not 1 <= req.steps <= lim["max_steps"]:
             raise HTTPException(422, f"steps must be between 1 and {lim['max_steps']}")

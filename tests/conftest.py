@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reelforge.config import ClipConfig, IngestConfig
-from reelforge.demo_data import make_demo_data
+from reelforge.config import ClipParams, IngestConfig, IngestParams
+from reelforge.data.demo import make_demo_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-def expected_clips(truth: dict, clip: ClipConfig, max_per_shot: int) -> dict[str, int]:
+def expected_clips(truth: dict, clip: ClipParams, max_per_shot: int) -> dict[str, int]:
     """Clips per source file implied by the ground-truth shot spans (the rule ingest documents)."""
     out = {}
     for v in truth["videos"]:
@@ -35,6 +35,14 @@ def expected_clips(truth: dict, clip: ClipConfig, max_per_shot: int) -> dict[str
     return out
 
 
+def default_params(folder: Path) -> Path:
+    """An empty params file in `folder`: every value is the code default (equal to the project's params.yaml,
+    which tests/project/test_params_yaml.py checks), so tests do not depend on the live file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text("{}\n")
+    return folder / "params.yaml"
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("demo")
@@ -43,14 +51,19 @@ def demo(tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="session")
-def clip_cfg() -> ClipConfig:
-    return ClipConfig()
+def clip_cfg() -> ClipParams:
+    return ClipParams()
 
 
 @pytest.fixture(scope="session")
 def ingested(demo, clip_cfg, tmp_path_factory) -> Path:
-    from reelforge import ingest
+    from reelforge.data import ingest
 
     out = tmp_path_factory.mktemp("ingested")
-    ingest.run(IngestConfig(workers=2), clip_cfg, demo[0], out / "clips", out / "ingest.json")
+    ingest.run(
+        IngestConfig(clip=clip_cfg, ingest=IngestParams(workers=2)),
+        demo[0],
+        out / "clips",
+        out / "ingest.json",
+    )
     return out / "clips"

@@ -1,4 +1,8 @@
-"""`reelforge` command line: one command per stage (what DVC runs), plus run / serve / status / ui."""
+"""`reelforge` command line: one command per stage (what DVC runs), plus run / serve / status / ui.
+
+The outermost shell: a stage command parses its flags, builds the stage's config from params.yaml and calls
+the stage's `run`; `run`, `schedule` and `serve` hand over to the flow (`flows/`) and the app (`serving/`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from reelforge.config import ConfigError, Params, load_params
+from reelforge.config import (
+    CaptionConfig,
+    ConfigError,
+    EvaluateConfig,
+    IngestConfig,
+    Params,
+    PromoteConfig,
+    ServeConfig,
+    TrainConfig,
+    load_params,
+)
+from reelforge.stage_graph import stage_module
 
 app = typer.Typer(
     add_completion=False,
@@ -51,7 +66,7 @@ def demo_data(
     seed: int = 0,
 ) -> None:
     """Write the built-in demo videos, caption sidecars, broken files and ground_truth.json."""
-    from reelforge.demo_data import make_demo_data
+    from reelforge.data.demo import make_demo_data
 
     truth = make_demo_data(out_dir, videos=videos, seed=seed)
     shots = sum(len(v["shots"]) for v in truth["videos"])
@@ -69,10 +84,8 @@ def ingest(
     set: SetOpt = None,
 ) -> None:
     """Shots -> normalised clips, manifest.parquet and rejects.parquet (appends to an existing store)."""
-    from reelforge import ingest as stage
-
-    p = _params(params, set)
-    r = stage.run(p.ingest, p.clip, input, output, summary)
+    cfg = _params(params, set).stage(IngestConfig)
+    r = stage_module("ingest").run(cfg, input, output, summary)
     console.print(json.dumps(r.summary, indent=2))
 
 
@@ -85,11 +98,9 @@ def caption(
     set: SetOpt = None,
 ) -> None:
     """Train the captioner on captioned clips; caption the others."""
-    from reelforge import caption as stage
-
-    p = _params(params, set)
+    cfg = _params(params, set).stage(CaptionConfig)
     _torch_threads()
-    r = stage.run(p.caption, clips, output, metrics)
+    r = stage_module("caption").run(cfg, clips, output, metrics)
     console.print(f"{r.clips} clips: {r.given} given captions, {r.generated} from {r.captioner}")
 
 
@@ -105,15 +116,13 @@ def train(
     set: SetOpt = None,
 ) -> None:
     """Train the text-to-video model (resuming from --checkpoints); log it to MLflow, register a version."""
-    from reelforge import train as stage
-
-    p = _params(params, set)
+    cfg = _params(params, set).stage(TrainConfig)
     _torch_threads()
-    r = stage.run(p, clips, captions, output, registration, checkpoints, latent_cache)
-    if r is not None:
+    r = stage_module("train").run(cfg, clips, captions, output, registration, checkpoints, latent_cache)
+    if (reg := r.registration) is not None:
         console.print(
-            f"registered {r.model_name} v{r.version} (run {r.run_id}, step {r.final_step}, "
-            f"final loss {r.final_loss:.4f})"
+            f"registered {reg.model_name} v{reg.version} (run {reg.run_id}, step {r.final_step}, "
+            f"final loss {reg.final_loss:.4f})"
         )
 
 
@@ -121,33 +130,40 @@ def train(
 def evaluate(
     clips: Path = typer.Option(...),
     captions: Path = typer.Option(...),
+    prompts: Path = typer.Option(..., help="Held-out prompt set, one per line."),
     metrics: Path = typer.Option(...),
+    ground_truth: Path | None = typer.Option(
+        None, help="Demo ground truth (ground_truth.json); when the file exists an attribute probe runs."
+    ),
     registration: Path | None = typer.Option(None, help="registration.json written by train."),
-    version: str | None = typer.Option(None, help="Or: a registered version of train.registered_model_name."),
+    version: str | None = typer.Option(None, help="Or: a registered version of registry.model_name."),
     params: ParamsOpt = Path("params.yaml"),
     set: SetOpt = None,
 ) -> None:
     """Score a registered version and the champion on the same prompts and seeds."""
-    from reelforge import evaluate as stage
-    from reelforge.tracking import registration as registered
-    from reelforge.tracking import setup
+    import tempfile
 
-    p = _params(params, set)
+    from reelforge.registry.models import Registration
+    from reelforge.registry.tracking import setup
+
+    cfg = _params(params, set).stage(EvaluateConfig)
     if (registration is None) == (version is None):
         console.print("[red]give exactly one of --registration PATH or --version N[/red]")
         raise typer.Exit(2)
     _torch_threads()
-    if version is not None:
-        setup(p.mlflow)
-        registration = registered(p.train.registered_model_name, version)
-    report = stage.run(p, registration, clips, captions, metrics)
-    for role in ("candidate", "champion"):
-        if role in report:
-            r = report[role]
-            console.print(
-                f"{role} v{r['version']}: fvd_ref={r['fvd_ref']:.3f} clip_score_ref={r['clip_score_ref']:.2f}"
-                f" caption_match_ref={r['caption_match_ref']:.3f}"
-            )
+    with tempfile.TemporaryDirectory() as tmp:
+        if version is not None:
+            setup(cfg.registry)
+            registration = Path(tmp) / "registration.json"
+            Registration.of_version(cfg.registry.model_name, version).save(registration)
+        result = stage_module("evaluate").run(
+            cfg, registration, clips, captions, prompts, ground_truth, metrics
+        )
+    for role, r in result.scores.items():
+        console.print(
+            f"{role} v{r['version']}: fvd_ref={r['fvd_ref']:.3f} clip_score_ref={r['clip_score_ref']:.2f}"
+            f" caption_match_ref={r['caption_match_ref']:.3f}"
+        )
 
 
 @app.command()
@@ -158,12 +174,10 @@ def promote(
     set: SetOpt = None,
 ) -> None:
     """Move the champion alias when the gates pass."""
-    from reelforge import promote as stage
-
-    p = _params(params, set)
-    d = stage.run(p.promote, p.mlflow, evaluation, output)
-    verdict = "promoted" if d["promoted"] else "kept champion v" + str(d["champion_after"])
-    console.print(f"v{d['candidate_version']}: {verdict}" + "".join(f"\n  - {f}" for f in d["failures"]))
+    cfg = _params(params, set).stage(PromoteConfig)
+    d = stage_module("promote").run(cfg, evaluation, output)
+    verdict = "promoted" if d.promoted else f"kept champion v{d.champion_after}"
+    console.print(f"v{d.candidate_version}: {verdict}" + "".join(f"\n  - {f}" for f in d.failures))
 
 
 @app.command()
@@ -210,10 +224,10 @@ def schedule(
     serve(scheduled_deployment(str(project), cron))
 
 
-def _print_curl(p: Params) -> None:
-    from reelforge.deploy import endpoint
+def _print_curl(cfg: ServeConfig) -> None:
+    from serving.deploy import endpoint
 
-    url = endpoint(p)
+    url = endpoint(cfg)
     console.print(f"\nThe endpoint is up at {url} (stop it with `reelforge serve stop`). Try:\n")
     print(
         f"curl -s -X POST {url}/v1/generate -H 'content-type: application/json' "
@@ -224,20 +238,20 @@ def _print_curl(p: Params) -> None:
 @serve_app.command("deploy")
 def serve_deploy(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
     """Deploy (or update in place) the champion version behind the HTTP endpoint."""
-    from reelforge.deploy import deploy
+    from serving.deploy import deploy
 
-    p = _params(params, set)
-    info = deploy(p)
+    cfg = _params(params, set).stage(ServeConfig)
+    info = deploy(cfg)
     console.print(f"serving {info['model_name']} v{info['version']} at {info['url']}")
-    _print_curl(p)
+    _print_curl(cfg)
 
 
 @serve_app.command("stop")
 def serve_stop(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
     """Stop the endpoint (and the local Ray head this project started)."""
-    from reelforge.deploy import stop
+    from serving.deploy import stop
 
-    stop(_params(params, set))
+    stop(_params(params, set).stage(ServeConfig))
     console.print("stopped")
 
 
@@ -246,11 +260,11 @@ def status(params: ParamsOpt = Path("params.yaml")) -> None:
     """Data version, last run, champion and endpoint."""
     import mlflow
 
-    from reelforge.deploy import endpoint, endpoint_status
-    from reelforge.tracking import champion_version, setup, version_metrics
+    from reelforge.registry.tracking import champion_version, setup, version_metrics
+    from serving.deploy import endpoint, endpoint_status
 
-    p = _params(params, None)
-    uri = setup(p.mlflow)
+    cfg = _params(params, None).stage(ServeConfig)
+    uri = setup(cfg.registry)
     raw = Path("data/raw.dvc")
     data_version = raw.read_text().split("md5: ")[1].split()[0] if raw.exists() else "not tracked yet"
     console.print(f"data version (data/raw md5): {data_version}")
@@ -261,28 +275,52 @@ def status(params: ParamsOpt = Path("params.yaml")) -> None:
         console.print(
             f"last run: {r['tags.mlflow.runName']} ({r['run_id']}) {r['status']} at {r['start_time']}"
         )
-    name = p.train.registered_model_name
-    version = champion_version(name, p.promote.alias)
+    name = cfg.registry.model_name
+    version = champion_version(name, cfg.registry.alias)
     if version:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in version_metrics(name, version).items())
         console.print(f"champion: {name} v{version} ({metrics})")
     else:
         console.print("champion: none yet")
-    live = endpoint_status(p)
-    console.print(f"endpoint {endpoint(p)}: " + (f"up, serving v{live['version']}" if live else "down"))
+    live = endpoint_status(cfg)
+    console.print(f"endpoint {endpoint(cfg)}: " + (f"up, serving v{live['version']}" if live else "down"))
     if live:
-        _print_curl(p)
+        _print_curl(cfg)
 
 
 @app.command()
 def ui(port: int = 5000, params: ParamsOpt = Path("params.yaml")) -> None:
     """Start the MLflow UI on this project's tracking store."""
-    from reelforge.tracking import tracking_uri
+    from reelforge.registry.tracking import tracking_uri
 
-    uri = tracking_uri(_params(params, None).mlflow)
+    uri = tracking_uri(_params(params, None).registry)
     console.print(f"MLflow UI on http://127.0.0.1:{port} ({uri})")
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     subprocess.run([mlflow_bin, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)])
+
+
+def command_flags() -> dict[str, set[str]]:
+    """Each command's long options, as typer builds them (what a dvc.yaml `cmd` may pass)."""
+    group = typer.main.get_command(app)
+    return {
+        name: {opt for param in cmd.params for opt in param.opts if opt.startswith("--")}
+        for name, cmd in group.commands.items()
+    }
+
+
+@app.command("dvc-deps")
+def dvc_deps(project: Path = typer.Option(Path("."), help="Project root (holds dvc.yaml).")) -> None:
+    """Check dvc.yaml against the code: each stage's deps must be its module's import closure, its params
+    the sections its config reads, its cmd flags real options. Prints the deps each stage needs."""
+    from reelforge.stage_graph import STAGES, ImportGraph, dvc_problems
+
+    graph = ImportGraph.of(project.resolve())
+    for name, module in STAGES.items():
+        console.print(f"[bold]{name}[/bold] ({module}) code deps:\n  " + "\n  ".join(graph.deps(module)))
+    problems = dvc_problems(project.resolve(), command_flags())
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    raise typer.Exit(1 if problems else 0)
 
 
 if __name__ == "__main__":

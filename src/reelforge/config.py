@@ -1,23 +1,31 @@
-"""Typed, validated `params.yaml`: one section per stage, checked once at start-up.
+"""Typed, validated `params.yaml`: one section per concern, one config per stage, checked once at start-up.
 
-Unknown keys and bad values fail with a message naming the key and the fix; `--set section.key=value`
-overrides are applied before validation, so they are checked the same way.
+A section (`TrainParams`, ...) is one top-level key of params.yaml. A stage's config (`TrainConfig`, ...)
+holds exactly the sections that stage reads, which are exactly the `params:` its dvc.yaml entry declares
+(tests/test_dvc_yaml.py checks this). Unknown keys and bad values fail with a message naming the key and the
+fix; `--set section.key=value` overrides are applied before validation, so they are checked the same way.
+
+Every default here equals params.yaml (tests/test_params_yaml.py checks that too): one home per tunable.
+This module imports only the model-size table, a leaf: reading pretrained config.json files is the train
+stage's job (`reelforge.model.fit`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reelforge.model.sizes import MODEL_SIZES
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ClipConfig(Section):
+class ClipParams(Section):
     """The normalised clip every stage after ingest sees."""
 
     fps: float = Field(8.0, gt=0, description="Frame rate clips are resampled to.")
@@ -31,7 +39,7 @@ class ClipConfig(Section):
         return self.num_frames / self.fps
 
 
-class IngestConfig(Section):
+class IngestParams(Section):
     executor: Literal["local", "ray"] = Field(
         "local", description="local: worker processes here; ray: Ray Data on the cluster at ray_address."
     )
@@ -78,10 +86,11 @@ class IngestConfig(Section):
     )
 
 
-class CaptionConfig(Section):
+class CaptionParams(Section):
     steps: int = Field(400, ge=1, description="Captioner training steps.")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay of the captioner.")
     embed_dim: int = Field(
         64, ge=8, description="Width of the video/text embeddings and the caption decoder."
     )
@@ -89,7 +98,7 @@ class CaptionConfig(Section):
     seed: int = 0
 
 
-class SchedulerConfig(Section):
+class SchedulerParams(Section):
     """Rectified-flow noise process (diffusers FlowMatchEulerDiscreteScheduler)."""
 
     num_train_timesteps: int = Field(1000, ge=1)
@@ -101,11 +110,11 @@ class SchedulerConfig(Section):
     )
 
 
-class TrainConfig(Section):
+class TrainParams(Section):
     """Model, optimisation and launch. `batch_size` is the global batch of one optimizer step: it is split
     over devices x num_nodes ranks and accumulate_grad_batches micro-batches."""
 
-    model_size: str = Field("tiny", description="A name from reelforge.model.MODEL_SIZES.")
+    model_size: str = Field("tiny", description="A name from reelforge.model.backbone.MODEL_SIZES.")
     pretrained_path: str | None = Field(
         None,
         description="Local diffusers CogVideoXTransformer3DModel dir to fine-tune (replaces model_size).",
@@ -120,7 +129,7 @@ class TrainConfig(Section):
         description="Local diffusers autoencoder directory (AutoencoderKL or AutoencoderKLCogVideoX): train "
         "in its latent space, clips encoded once into a latent cache. None: pixel space.",
     )
-    steps: int = Field(200, ge=1, description="Optimizer steps.")
+    steps: int = Field(800, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Global batch per optimizer step.")
     accumulate_grad_batches: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     lr: float = Field(1e-3, gt=0)
@@ -129,7 +138,7 @@ class TrainConfig(Section):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
     ema_decay: float = Field(
-        0.999, ge=0, lt=1, description="EMA of the weights (evaluated and served); 0 turns EMA off."
+        0.99, ge=0, lt=1, description="EMA of the weights (evaluated and served); 0 turns EMA off."
     )
     max_text_tokens: int = Field(16, ge=2, description="Prompts are truncated/padded to this many tokens.")
     caption_dropout: float = Field(
@@ -148,7 +157,7 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute transformer blocks in backward.")
     compile: bool = Field(False, description="torch.compile the backbone.")
     val_every_n_steps: int = Field(100, ge=1, description="Validation loss (EMA weights) interval.")
-    checkpoint_every_n_steps: int = Field(100, ge=1, description="Resumable checkpoint interval.")
+    checkpoint_every_n_steps: int = Field(50, ge=1, description="Resumable checkpoint interval.")
     sample_every_n_steps: int = Field(250, ge=1, description="Sample GIFs for sample_prompts interval.")
     sample_prompts: list[str] = Field(
         default_factory=lambda: [
@@ -159,7 +168,6 @@ class TrainConfig(Section):
     )
     log_every_n_steps: int = Field(1, ge=1, description="MLflow metrics interval.")
     seed: int = 0
-    registered_model_name: str = Field("reelforge-t2v", min_length=1)
 
     @property
     def world_size(self) -> int:
@@ -171,9 +179,7 @@ class TrainConfig(Section):
         return self.batch_size // (self.world_size * self.accumulate_grad_batches)
 
     @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
-        from reelforge.model import MODEL_SIZES
-
+    def _check(self) -> TrainParams:
         problems = []
         if self.model_size not in MODEL_SIZES:
             problems.append(
@@ -207,13 +213,12 @@ class TrainConfig(Section):
         return self
 
 
-class SampleConfig(Section):
+class SampleParams(Section):
     steps: int = Field(20, ge=1, description="Euler steps when sampling.")
     guidance: float = Field(3.0, ge=1.0, description="Classifier-free guidance scale (1 = off).")
 
 
-class EvaluateConfig(Section):
-    prompts: str = Field("evaluation/prompts.txt", description="Held-out prompt set, one per line.")
+class EvaluateParams(Section):
     samples_per_prompt: int = Field(2, ge=1)
     seed: int = 1234
     gif_prompts: int = Field(4, ge=0, description="Prompts whose samples are logged as GIF/MP4.")
@@ -228,14 +233,12 @@ class EvaluateConfig(Section):
         "(env REELFORGE_CLIP_PATH overrides).",
     )
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for 95% intervals (0: none).")
-    ground_truth: str | None = Field(
-        "data/raw/ground_truth.json",
-        description="Demo ground truth; when the file exists an attribute probe scores generated videos.",
-    )
-    probe_steps: int = Field(300, ge=1, description="Training steps of the attribute probe.")
+    probe_steps: int = Field(300, ge=1, description="Training steps of the attribute probe (demo data).")
+    probe_lr: float = Field(3e-3, gt=0, description="AdamW learning rate of the attribute probe.")
+    probe_batch_size: int = Field(32, ge=1, description="Clips per attribute-probe training step.")
 
 
-class PromoteConfig(Section):
+class PromoteParams(Section):
     """Gates. The absolute ones are ratios to the real validation clips scored in the same run, because the
     reference encoder's scale changes whenever it is retrained."""
 
@@ -253,10 +256,9 @@ class PromoteConfig(Section):
     clip_score_ref_tolerance: float = Field(
         1.0, ge=0, description="Candidate clip_score_ref may trail the champion's by at most this."
     )
-    alias: str = "champion"
 
 
-class ServeConfig(Section):
+class ServeParams(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     ray_port: int = Field(
@@ -269,49 +271,116 @@ class ServeConfig(Section):
     max_guidance: float = Field(20.0, ge=1)
 
 
-class MlflowConfig(Section):
-    experiment: str = "reelforge"
+class RegistryParams(Section):
+    """Where runs and models are tracked, and the registered model the pipeline trains and serves."""
+
+    experiment: str = Field("reelforge", description="MLflow experiment of every run.")
     tracking_uri: str | None = Field(
         None, description="None: sqlite store in the project (MLFLOW_TRACKING_URI overrides either)."
     )
+    model_name: str = Field("reelforge-t2v", min_length=1, description="MLflow registered model name.")
+    alias: str = Field("champion", min_length=1, description="Registry alias of the served model.")
 
 
 class Params(Section):
-    clip: ClipConfig = Field(default_factory=ClipConfig)
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
-    caption: CaptionConfig = Field(default_factory=CaptionConfig)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    sample: SampleConfig = Field(default_factory=SampleConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    promote: PromoteConfig = Field(default_factory=PromoteConfig)
-    serve: ServeConfig = Field(default_factory=ServeConfig)
-    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    """The whole params.yaml. Stages take a `StageConfig` built from it (`Params.stage`)."""
+
+    clip: ClipParams = Field(default_factory=ClipParams)
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    caption: CaptionParams = Field(default_factory=CaptionParams)
+    scheduler: SchedulerParams = Field(default_factory=SchedulerParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    sample: SampleParams = Field(default_factory=SampleParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    promote: PromoteParams = Field(default_factory=PromoteParams)
+    serve: ServeParams = Field(default_factory=ServeParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
 
     @model_validator(mode="after")
     def _check(self) -> Params:
-        import json
-
-        from reelforge.autoencoder import compression
-        from reelforge.model import MODEL_SIZES
-
-        train, clip = self.train, self.clip
-        try:
-            if train.pretrained_path:
-                patch = json.loads((Path(train.pretrained_path) / "config.json").read_text())["patch_size"]
-            else:
-                patch = MODEL_SIZES[train.model_size].patch_size
-            problems = compression(train.vae_path).problems(clip.num_frames, clip.size, patch)
-        except (OSError, KeyError) as exc:
-            problems = [f"train.pretrained_path / train.vae_path: cannot read the model config: {exc}"]
-        if problems:
-            raise ValueError("; ".join(problems))
+        problems = [p for cls in STAGE_CONFIGS for p in self.stage(cls).problems()]
         if self.evaluate.i3d_path and self.clip.num_frames < 10:
-            raise ValueError(
+            problems.append(
                 "evaluate.i3d_path is set but clip.num_frames < 10: I3D needs at least 10 frames "
                 "(16 is the standard FVD protocol); raise clip.num_frames"
             )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def stage(self, cls: type[S]) -> S:
+        """The config of one stage: the sections it declares, taken from this file."""
+        return cls.model_construct(**{name: getattr(self, name) for name in cls.model_fields})
+
+
+class StageConfig(Section):
+    """What one stage reads: a few sections of params.yaml, no more (see dvc.yaml `params:`)."""
+
+    def problems(self) -> list[str]:
+        """Problems across this stage's sections (each section validates itself)."""
+        return []
+
+    @model_validator(mode="after")
+    def _check_stage(self) -> StageConfig:
+        if problems := self.problems():
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class IngestConfig(StageConfig):
+    clip: ClipParams = Field(default_factory=ClipParams)
+    ingest: IngestParams = Field(default_factory=IngestParams)
+
+
+class CaptionConfig(StageConfig):
+    caption: CaptionParams = Field(default_factory=CaptionParams)
+
+
+class TrainConfig(StageConfig):
+    clip: ClipParams = Field(default_factory=ClipParams)
+    scheduler: SchedulerParams = Field(default_factory=SchedulerParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    sample: SampleParams = Field(default_factory=SampleParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
+
+    def problems(self) -> list[str]:
+        """Clips must split into whole patches of the named size (a pretrained backbone or autoencoder is
+        checked against its own config.json when training starts: `reelforge.model.fit`)."""
+        train, size = self.train, self.clip.size
+        if train.pretrained_path or train.vae_path:
+            return []
+        patch = MODEL_SIZES[train.model_size].patch_size
+        if size % patch:
+            return [
+                f"clip.size {size} must be divisible by the patch_size {patch} of train.model_size "
+                f"{train.model_size!r}; use e.g. {max(patch, size // patch * patch)}"
+            ]
+        return []
+
+
+class EvaluateConfig(StageConfig):
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
+
+
+class PromoteConfig(StageConfig):
+    promote: PromoteParams = Field(default_factory=PromoteParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
+
+
+class ServeConfig(StageConfig):
+    """Not a DVC stage: what `reelforge serve deploy` reads."""
+
+    serve: ServeParams = Field(default_factory=ServeParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
+
+
+STAGE_CONFIGS: tuple[type[StageConfig], ...] = (
+    IngestConfig, CaptionConfig, TrainConfig, EvaluateConfig, PromoteConfig, ServeConfig,
+)  # fmt: skip
+
+
+S = TypeVar("S", bound=StageConfig)
 
 
 class ConfigError(ValueError):

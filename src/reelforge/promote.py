@@ -9,16 +9,30 @@ reference encoder.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlflow import MlflowClient
 
-from reelforge.clips import write_json_atomic
-from reelforge.config import MlflowConfig, PromoteConfig
-from reelforge.tracking import champion_version, setup
+from reelforge.config import PromoteConfig, PromoteParams
+from reelforge.files import write_json_atomic
+from reelforge.registry.tracking import champion_version, setup
 
 
-def decide(cfg: PromoteConfig, report: dict) -> list[str]:
+@dataclass(frozen=True)
+class PromoteResult:
+    """The decision, as written to `reports/promotion.json`."""
+
+    model_name: str
+    candidate_version: str
+    champion_before: str | None
+    champion_after: str | None
+    promoted: bool
+    failures: list[str]
+    eval_run_id: str
+
+
+def decide(cfg: PromoteParams, report: dict) -> list[str]:
     """Reasons the candidate in an evaluation report fails; an empty list means promote."""
     candidate, champion = report["candidate"], report.get("champion")
     floor, real_score = report["real_fvd_ref_split_half"], report["real"]["clip_score_ref"]
@@ -47,30 +61,30 @@ def decide(cfg: PromoteConfig, report: dict) -> list[str]:
     return failures
 
 
-def run(
-    cfg: PromoteConfig, mlflow_cfg: MlflowConfig, evaluation_path: str | Path, decision_path: str | Path
-) -> dict:
-    setup(mlflow_cfg)
+def run(cfg: PromoteConfig, evaluation_path: str | Path, decision_path: str | Path) -> PromoteResult:
+    """Move the alias to the candidate of the evaluation report when every gate passes; write the decision."""
+    setup(cfg.registry)
+    alias = cfg.registry.alias
     report = json.loads(Path(evaluation_path).read_text())
     name, candidate = report["model_name"], report["candidate"]
-    champion_now = champion_version(name, cfg.alias)
+    champion_now = champion_version(name, alias)
     if champion_now != report["protocol"]["champion_version"]:
         raise RuntimeError(
             f"the champion moved to v{champion_now} after evaluation compared against "
             f"v{report['protocol']['champion_version']}; re-run evaluation (dvc repro -f evaluate)"
         )
-    failures = decide(cfg, report)
+    failures = decide(cfg.promote, report)
     promoted = not failures
     if promoted:
-        MlflowClient().set_registered_model_alias(name, cfg.alias, candidate["version"])
-    decision = {
-        "model_name": name,
-        "candidate_version": candidate["version"],
-        "champion_before": champion_now,
-        "champion_after": candidate["version"] if promoted else champion_now,
-        "promoted": promoted,
-        "failures": failures,
-        "eval_run_id": report["eval_run_id"],
-    }
-    write_json_atomic(decision_path, decision)
+        MlflowClient().set_registered_model_alias(name, alias, candidate["version"])
+    decision = PromoteResult(
+        model_name=name,
+        candidate_version=candidate["version"],
+        champion_before=champion_now,
+        champion_after=candidate["version"] if promoted else champion_now,
+        promoted=promoted,
+        failures=failures,
+        eval_run_id=report["eval_run_id"],
+    )
+    write_json_atomic(decision_path, asdict(decision))
     return decision

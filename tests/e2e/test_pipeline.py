@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from reelforge.config import ClipConfig, IngestConfig
-from reelforge.hashing import file_sha256
+from reelforge.config import ClipParams, IngestParams
+from reelforge.files import file_sha256
 from tests.conftest import REPO, expected_clips
 from tests.tiny_models import save_tiny_clip, save_tiny_i3d
 
@@ -94,7 +94,7 @@ def test_ingest_outputs_match_ground_truth(project):
     rejects = pd.read_parquet(proj / "data/clips/rejects.parquet")
     cut = pd.concat([manifest, rejects[rejects.start_s.notna()]])  # kept + filtered/near-duplicate clips
     assert cut.groupby("source_path").size().to_dict() == expected_clips(
-        truth, ClipConfig(), IngestConfig().max_clips_per_shot
+        truth, ClipParams(), IngestParams().max_clips_per_shot
     )
     file_rejects = set(rejects[rejects.start_s.isna()].source_path)
     assert file_rejects == {v["file"] for v in truth["videos"] if v["kind"] == "broken"}
@@ -146,8 +146,38 @@ def test_champion_registered_with_metrics_in_mlflow(project):
     assert "loss" in train_run.data.metrics and "data.manifest_sha256" in train_run.data.params
 
 
+def _alias(proj: Path) -> str:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{proj / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return str(client.get_model_version_by_alias("reelforge-t2v", "champion").version)
+
+
+def _set_alias(proj: Path, version: str) -> None:
+    sh(
+        proj,
+        sys.executable,
+        "-c",
+        "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
+        f"mlflow.MlflowClient().set_registered_model_alias('reelforge-t2v', 'champion', '{version}')",
+    )
+
+
+@pytest.fixture(scope="module")
+def second_version(project) -> str:
+    """Another registered version of the same model (2 training steps), outside the DVC pipeline."""
+    proj, _ = project
+    sh(
+        proj, "reelforge", "train", "--clips", "data/clips", "--captions", "data/captions",
+        "--output", str(proj / "scratch/t2v"), "--registration", str(proj / "scratch/registration.json"),
+        "--checkpoints", str(proj / "scratch/checkpoints"), "--set", "train.steps=2",
+    )  # fmt: skip
+    return json.loads((proj / "scratch/registration.json").read_text())["version"]
+
+
 def test_endpoint_serves_the_champion(project):
-    from reelforge.video import decode_bytes
+    from reelforge.data.video import decode_bytes
 
     url = f"http://127.0.0.1:{PORT}"
     r = httpx.post(
@@ -157,7 +187,8 @@ def test_endpoint_serves_the_champion(project):
     )
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     assert decode_bytes(r.content).shape[0] == 8
-    assert httpx.get(f"{url}/v1/model").json()["version"] == "1"
+    served = httpx.get(f"{url}/v1/model").json()["version"]
+    assert served == r.headers["x-model-version"] == _alias(project[0])
     bad = httpx.post(f"{url}/v1/generate", json={"prompt": "", "steps": 3}, timeout=30)
     assert bad.status_code == 422 and "prompt is empty" in bad.text
     assert httpx.post(f"{url}/v1/generate", content=b"{not json", timeout=30).status_code == 422
@@ -170,38 +201,18 @@ def test_second_run_changes_nothing(project):
     assert second.stdout.count("up to date") == 5, second.stdout
     assert "Data and pipelines are up to date" in sh(proj, "dvc", "status").stdout
     status = sh(proj, "reelforge", "status").stdout
-    assert "champion: reelforge-t2v v1" in status and "up, serving v1" in status
+    champion = _alias(proj)
+    assert f"champion: reelforge-t2v v{champion}" in status and f"up, serving v{champion}" in status
 
 
-def test_promotion_swaps_the_served_version_without_failed_requests(project):
-    """Register a second version, move the alias, redeploy while a client keeps calling: no request fails."""
+def test_promotion_swaps_the_served_version_without_failed_requests(project, second_version):
+    """Move the alias to another version, redeploy while a client keeps calling: no request fails."""
     import threading
 
     proj, _ = project
-    sh(
-        proj,
-        "reelforge",
-        "train",
-        "--clips",
-        "data/clips",
-        "--captions",
-        "data/captions",
-        "--output",
-        str(proj / "scratch/t2v"),
-        "--registration",
-        str(proj / "scratch/registration.json"),
-        "--checkpoints",
-        str(proj / "scratch/checkpoints"),
-        "--set",
-        "train.steps=2",
-    )
-    sh(
-        proj,
-        sys.executable,
-        "-c",
-        "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-        "mlflow.MlflowClient().set_registered_model_alias('reelforge-t2v', 'champion', '2')",
-    )
+    before = httpx.get(f"http://127.0.0.1:{PORT}/v1/model").json()["version"]
+    target = "1" if before == second_version else second_version
+    _set_alias(proj, target)
     seen: list[tuple[int, str | None]] = []
     done = threading.Event()
 
@@ -222,32 +233,28 @@ def test_promotion_swaps_the_served_version_without_failed_requests(project):
         done.set()
         thread.join(timeout=120)
     assert seen and all(code == 200 for code, _ in seen), seen
-    assert seen[0][1] == "1" and httpx.get(f"http://127.0.0.1:{PORT}/v1/model").json()["version"] == "2"
+    assert seen[0][1] == before and httpx.get(f"http://127.0.0.1:{PORT}/v1/model").json()["version"] == target
 
 
-def test_evaluate_a_registered_version_against_the_champion(project):
-    """`reelforge evaluate --version 1` scores v1 and the champion (v2 after the swap) in one run."""
+def test_evaluate_a_registered_version_against_the_champion(project, second_version):
+    """`reelforge evaluate --version 1` scores v1 and the champion in one run."""
     proj, _ = project
+    before = _alias(proj)
+    _set_alias(proj, second_version)
     out = proj / "scratch/metrics_v1.json"
-    sh(
-        proj,
-        "reelforge",
-        "evaluate",
-        "--version",
-        "1",
-        "--clips",
-        "data/clips",
-        "--captions",
-        "data/captions",
-        "--metrics",
-        str(out),
-        "--set",
-        "evaluate.bootstrap=0",
-    )
+    try:
+        sh(
+            proj, "reelforge", "evaluate", "--version", "1", "--clips", "data/clips",
+            "--captions", "data/captions", "--prompts", "evaluation/prompts.txt", "--metrics", str(out),
+            "--set", "evaluate.bootstrap=0",
+        )  # fmt: skip
+    finally:
+        _set_alias(proj, before)
     report = json.loads(out.read_text())
-    assert report["candidate"]["version"] == "1" and report["champion"]["version"] == "2"
+    assert report["candidate"]["version"] == "1" and report["champion"]["version"] == second_version
     assert report["protocol"]["n_generated"] == 12 and "fvd" in report["champion"]
     usage = sh(
-        proj, "reelforge", "evaluate", "--clips", "x", "--captions", "y", "--metrics", "z", check=False
-    )
+        proj, "reelforge", "evaluate", "--clips", "x", "--captions", "y", "--prompts", "p", "--metrics", "z",
+        check=False,
+    )  # fmt: skip
     assert usage.returncode == 2 and "exactly one of --registration" in usage.stdout

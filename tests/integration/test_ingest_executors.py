@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from reelforge import ingest
-from reelforge.clips import load_clips, read_manifest
-from reelforge.config import IngestConfig
-from tests.conftest import REPO
+from reelforge.config import IngestConfig, IngestParams
+from reelforge.data import ingest
+from reelforge.data.store import load_clips, read_manifest
+from tests.conftest import default_params
 
-ONE_CLIP_SHARDS = IngestConfig(workers=1, shard_max_clips=1)  # a commit per source: many kill points
+ONE_CLIP_SHARDS = IngestParams(workers=1, shard_max_clips=1)  # a commit per source: many kill points
 
 
 def _ingest_cli(raw: Path, out: Path, *overrides: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "reelforge.cli", "ingest", "--input", str(raw), "--output", str(out)]
-    cmd += ["--summary", str(out.parent / "s.json"), "--params", str(REPO / "params.yaml")]
+    cmd += ["--summary", str(out.parent / "s.json"), "--params", str(default_params(out.parent / "p"))]
     for item in overrides:
         cmd += ["--set", item]
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -28,7 +28,7 @@ def _ingest_cli(raw: Path, out: Path, *overrides: str) -> subprocess.Popen:
 
 def test_killed_ingest_reruns_to_the_same_store(demo, clip_cfg, tmp_path):
     reference = tmp_path / "reference"
-    ingest.run(ONE_CLIP_SHARDS, clip_cfg, demo[0], reference, tmp_path / "ref.json")
+    ingest.run(IngestConfig(clip=clip_cfg, ingest=ONE_CLIP_SHARDS), demo[0], reference, tmp_path / "ref.json")
     out = tmp_path / "clips"
     for commits_before_kill in (1, 4):
         proc = _ingest_cli(demo[0], out, "ingest.workers=1", "ingest.shard_max_clips=1")

@@ -16,10 +16,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from reelforge import caption
-from reelforge.config import CaptionConfig
-from reelforge.model import TextToVideoModel
-from tests.conftest import REPO
+from reelforge.caption import stage as caption
+from reelforge.config import CaptionConfig, CaptionParams
+from reelforge.model.backbone import TextToVideoModel
+from tests.conftest import default_params
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +38,16 @@ TINY = [
 @pytest.fixture(scope="module")
 def captions(ingested, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("captions")
-    caption.run(CaptionConfig(steps=5), ingested, out / "captions", out / "caption.json")
+    caption.run(
+        CaptionConfig(caption=CaptionParams(steps=5)), ingested, out / "captions", out / "caption.json"
+    )
     return out / "captions"
 
 
 def _train_cli(project: Path, clips: Path, captions: Path, name: str, *overrides: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "reelforge.cli", "train", "--clips", str(clips), "--captions", str(captions)]
     cmd += ["--output", str(project / name / "model"), "--registration", str(project / name / "reg.json")]
-    cmd += ["--checkpoints", str(project / name / "ckpt"), "--params", str(REPO / "params.yaml")]
+    cmd += ["--checkpoints", str(project / name / "ckpt"), "--params", str(default_params(project / "p"))]
     for item in [*TINY, *overrides]:
         cmd += ["--set", item]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

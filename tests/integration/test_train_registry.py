@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from reelforge import caption, train
-from reelforge.config import CaptionConfig, Params
-from reelforge.generate import VideoGenerator
-from reelforge.tracking import load_generator, setup
+from reelforge.caption import stage as caption
+from reelforge.config import CaptionConfig, CaptionParams, TrainConfig
+from reelforge.model.pipeline import TextToVideoPipeline
+from reelforge.registry.models import Registration, load_pipeline
+from reelforge.registry.tracking import setup
+from reelforge.train import stage as train
 from tests.tiny_models import save_tiny_clip, save_tiny_vae
 
 pytestmark = pytest.mark.slow
@@ -20,8 +20,13 @@ pytestmark = pytest.mark.slow
 def test_trained_version_loads_from_registry_and_generates(ingested, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the embedded MLflow store lives in the project (here: tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    caption.run(CaptionConfig(steps=5), ingested, tmp_path / "captions", tmp_path / "caption.json")
-    params = Params.model_validate({"train": {"steps": 3, "batch_size": 4, "log_every_n_steps": 1}})
+    caption.run(
+        CaptionConfig(caption=CaptionParams(steps=5)),
+        ingested,
+        tmp_path / "captions",
+        tmp_path / "caption.json",
+    )
+    params = TrainConfig.model_validate({"train": {"steps": 3, "batch_size": 4, "log_every_n_steps": 1}})
     result = train.run(
         params,
         ingested,
@@ -30,13 +35,14 @@ def test_trained_version_loads_from_registry_and_generates(ingested, tmp_path, m
         tmp_path / "registration.json",
         tmp_path / "ckpt",
     )
-    assert result.version == "1" and np.isfinite(result.final_loss)
-    reg = json.loads((tmp_path / "registration.json").read_text())
-    assert reg["run_id"] == result.run_id and reg["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    reg = result.registration
+    assert reg.version == "1" and np.isfinite(reg.final_loss) and result.final_step == 3
+    assert Registration.load(tmp_path / "registration.json") == reg
+    assert reg.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the store, not in a relative ./mlruns
 
-    setup(params.mlflow)
-    generator = load_generator(result.model_name, result.version)
+    setup(params.registry)
+    generator = load_pipeline(reg.model_name, reg.version)
     videos = generator.generate(
         ["a red circle moves left", "a blue square moves up"], seeds=[0, 1], num_frames=6, steps=2
     )
@@ -51,9 +57,14 @@ def test_latent_space_with_a_frozen_pretrained_text_encoder(ingested, tmp_path, 
     on latents, and the saved model (autoencoder and encoder included) generates pixels on its own."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    caption.run(CaptionConfig(steps=5), ingested, tmp_path / "captions", tmp_path / "caption.json")
+    caption.run(
+        CaptionConfig(caption=CaptionParams(steps=5)),
+        ingested,
+        tmp_path / "captions",
+        tmp_path / "caption.json",
+    )
     vae, clip_dir = save_tiny_vae(tmp_path / "vae"), save_tiny_clip(tmp_path / "clip")
-    params = Params.model_validate(
+    params = TrainConfig.model_validate(
         {
             "train": {"steps": 2, "batch_size": 4, "vae_path": str(vae), "text_encoder_path": str(clip_dir)},
             "sample": {"steps": 2},
@@ -69,7 +80,7 @@ def test_latent_space_with_a_frozen_pretrained_text_encoder(ingested, tmp_path, 
     train.run(*args, tmp_path / "ckpt2", cache)
     assert [p.stat().st_mtime_ns for p in cached] == mtimes  # the second run read the cache
 
-    generator = VideoGenerator.from_dir(tmp_path / "t2v")
+    generator = TextToVideoPipeline.from_pretrained(tmp_path / "t2v")
     assert generator.model.cfg.pretrained_text_encoder and generator.autoencoder.vae is not None
     videos = generator.generate(["a red circle moves left"], seeds=[0], steps=2)
     assert videos.shape == (1, 16, 32, 32, 3) and videos.dtype == np.uint8

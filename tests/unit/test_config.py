@@ -1,13 +1,12 @@
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
 import pytest
 
-from reelforge.config import ConfigError, load_params
-
-REPO_PARAMS = __import__("pathlib").Path(__file__).resolve().parents[2] / "params.yaml"
-
-
-def test_repo_params_are_valid():
-    p = load_params(REPO_PARAMS)
-    assert p.clip.num_frames == 16 and p.train.model_size in ("tiny",)
+from reelforge.config import ConfigError, TrainParams, load_params
+from tests.conftest import default_params
 
 
 def test_unknown_key_is_named_with_fix(tmp_path):
@@ -47,3 +46,29 @@ def test_overrides_are_typed_and_validated(tmp_path):
         load_params(f, ["steps=3"])
     with pytest.raises(ConfigError, match="train.steps"):
         load_params(f, ["train.steps=zero"])
+
+
+def _params(*overrides: str):
+    return load_params(default_params(Path(tempfile.mkdtemp())), list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.strategy=fsdp"], "train.strategy 'fsdp' needs train.accelerator 'gpu'"),
+        (["train.strategy=ddp", "train.devices=3"], "train.batch_size 16 must be divisible by devices"),
+        (["train.devices=2"], "set train.strategy to 'ddp' or 'fsdp'"),
+        (["train.precision=bf16-mixed"], "train.precision must be '32' on accelerator 'cpu'"),
+        (["clip.size=30"], "clip.size 30 must be divisible by the patch_size 4 of train.model_size 'tiny'"),
+        (["train.model_size=huge"], "train.model_size 'huge' is unknown"),
+    ],
+)
+def test_bad_training_configs_fail_at_start_up_naming_the_key_and_fix(overrides, message):
+    with pytest.raises(ConfigError, match="train|clip") as err:
+        _params(*overrides)
+    assert message in str(err.value)
+
+
+def test_micro_batch_splits_the_global_batch():
+    cfg = TrainParams(batch_size=16, devices=2, strategy="ddp", accumulate_grad_batches=2)
+    assert cfg.micro_batch == 4 and cfg.world_size == 2

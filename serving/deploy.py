@@ -1,0 +1,145 @@
+"""Put the champion behind Ray Serve, and take it down.
+
+A local Ray head is started detached (`ray start --head`) so the endpoint outlives the command that
+deployed it; with RAY_ADDRESS set, the app goes to that cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from reelforge.config import ServeConfig
+from reelforge.registry.tracking import champion_version, setup
+
+APP_NAME = "reelforge"
+
+
+def _ray_bin() -> str:
+    return shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+
+
+def ray_address(cfg: ServeConfig) -> str:
+    return os.environ.get("RAY_ADDRESS") or f"127.0.0.1:{cfg.serve.ray_port}"
+
+
+def ensure_ray_head(cfg: ServeConfig) -> str:
+    """Start a detached local Ray head on serve.ray_port unless RAY_ADDRESS names a cluster or one is up."""
+    address = ray_address(cfg)
+    if os.environ.get("RAY_ADDRESS") or _ray_up(address):
+        return address
+    cmd = [
+        _ray_bin(),
+        "start",
+        "--head",
+        f"--port={cfg.serve.ray_port}",
+        f"--num-cpus={os.cpu_count()}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{proc.stdout}\n{proc.stderr}")
+    return address
+
+
+def _ray_up(address: str) -> bool:
+    proc = subprocess.run([_ray_bin(), "status", f"--address={address}"], capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+def endpoint(cfg: ServeConfig) -> str:
+    return f"http://{cfg.serve.host}:{cfg.serve.port}"
+
+
+def deploy(cfg: ServeConfig, project_root: str | Path | None = None, wait_s: float = 300) -> dict:
+    """Deploy (or reconfigure in place) the app serving the current champion version."""
+    import ray
+    from ray import serve
+
+    uri = setup(cfg.registry, project_root)
+    name, alias = cfg.registry.model_name, cfg.registry.alias
+    version = champion_version(name, alias)
+    if version is None:
+        raise RuntimeError(
+            f"model {name!r} has no {alias!r} alias: no version has passed the promotion "
+            "gates yet (reports/promotion.json says why; the gates are params.yaml promote.*)"
+        )
+    import serving
+
+    profile = yaml.safe_load((Path(serving.__file__).parent / "profiles.yaml").read_text())[cfg.serve.profile]
+    address = ensure_ray_head(cfg)
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+        from serving.app import Generator
+
+        user_config = {
+            "tracking_uri": uri,
+            "model_name": name,
+            "version": version,
+            "alias": alias,
+            "torch_threads": profile["torch_threads"],
+            "limits": {
+                k: getattr(cfg.serve, k)
+                for k in ("max_prompt_chars", "max_num_frames", "max_steps", "max_guidance")
+            },
+        }
+        app = Generator.options(
+            user_config=user_config,
+            num_replicas=profile["num_replicas"],
+            max_ongoing_requests=profile["max_ongoing_requests"],
+            ray_actor_options={"num_cpus": profile["num_cpus"], "num_gpus": profile["num_gpus"]},
+        ).bind()
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    finally:
+        ray.shutdown()
+    _wait_healthy(cfg, version, wait_s)
+    return {"model_name": name, "version": version, "url": endpoint(cfg), "ray_address": address}
+
+
+def _wait_healthy(cfg: ServeConfig, version: str, wait_s: float) -> None:
+    deadline, last = time.monotonic() + wait_s, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(endpoint(cfg) + "/healthz", timeout=5)
+            if r.status_code == 200 and r.json().get("version") == version:
+                return
+            last = f"{r.status_code} {r.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(1)
+    raise TimeoutError(f"endpoint {endpoint(cfg)} not serving v{version} after {wait_s}s: {last}")
+
+
+def endpoint_status(cfg: ServeConfig) -> dict | None:
+    """GET /v1/model, or None when nothing answers."""
+    try:
+        r = httpx.get(endpoint(cfg) + "/v1/model", timeout=3)
+        return r.json() if r.status_code == 200 else None
+    except httpx.HTTPError:
+        return None
+
+
+def stop(cfg: ServeConfig, stop_ray: bool = True) -> None:
+    """Shut the Serve app down and, for the local head this project started, stop Ray."""
+    import ray
+    from ray import serve
+
+    address = ray_address(cfg)
+    if not _ray_up(address):
+        return
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+    if stop_ray and not os.environ.get("RAY_ADDRESS"):
+        subprocess.run([_ray_bin(), "stop"], capture_output=True, text=True)

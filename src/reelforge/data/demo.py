@@ -1,0 +1,154 @@
+"""Built-in demo data: real H.264 videos of coloured shapes moving over coloured backgrounds.
+
+Single-shot videos come with a caption sidecar (`<name>.txt`, like alt-text); multi-shot videos have hard
+cuts and no caption; a few files are broken. `ground_truth.json` describes every shot and the attribute
+vocabulary of the demo world; it is for tests and evaluation only (a declared input of the evaluate stage,
+for its attribute probe) — the training stages never read it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reelforge.data.video import encode_mp4
+
+COLORS = {"red": (220, 40, 40), "green": (40, 190, 70), "blue": (40, 90, 230), "yellow": (240, 215, 40)}
+BACKGROUNDS = {
+    "black": (15, 15, 15),
+    "white": (245, 245, 245),
+    "gray": (128, 128, 128),
+    "purple": (110, 40, 140),
+}
+SHAPES = ("circle", "square", "triangle")
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+WIDTH, HEIGHT, FPS = 128, 96, 24
+# The vocabulary of every shot's attributes, in ground_truth.json; the order is each attribute's class order.
+ATTRIBUTES = {
+    "color": list(COLORS),
+    "shape": list(SHAPES),
+    "direction": list(DIRECTIONS),
+    "background": list(BACKGROUNDS),
+}
+GROUND_TRUTH = "ground_truth.json"
+
+
+def caption_for(color: str, shape: str, direction: str, background: str) -> str:
+    return f"a {color} {shape} moves {direction} over a {background} background"
+
+
+@dataclass(frozen=True)
+class Shot:
+    start_s: float
+    end_s: float
+    color: str
+    shape: str
+    direction: str
+    background: str
+    caption: str
+
+
+def _shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    if shape == "circle":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+    if shape == "square":
+        return (np.abs(xx - cx) <= r * 0.85) & (np.abs(yy - cy) <= r * 0.85)
+    # Upward triangle: inside the apex-to-base cone and above the base.
+    return (yy <= cy + r * 0.8) & (np.abs(xx - cx) <= (yy - (cy - r)) * 0.6)
+
+
+def render_shot(shot: Shot, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """(num_frames, HEIGHT, WIDTH, 3) uint8: the shape crosses about 60% of the frame in its direction."""
+    dx, dy = DIRECTIONS[shot.direction]
+    r = 14.0
+    span_x, span_y = 0.6 * WIDTH, 0.6 * HEIGHT
+    cx0 = WIDTH / 2 - dx * span_x / 2 + (rng.uniform(-8, 8) if dx == 0 else 0)
+    cy0 = HEIGHT / 2 - dy * span_y / 2 + (rng.uniform(-8, 8) if dy == 0 else 0)
+    frames = np.empty((num_frames, HEIGHT, WIDTH, 3), np.uint8)
+    for i in range(num_frames):
+        p = i / max(num_frames - 1, 1)
+        frames[i] = BACKGROUNDS[shot.background]
+        frames[i][_shape_mask(shot.shape, cx0 + dx * span_x * p, cy0 + dy * span_y * p, r)] = COLORS[
+            shot.color
+        ]
+    return frames
+
+
+def _random_shot(rng: np.random.Generator, start_s: float, duration_s: float, avoid_bg: str | None) -> Shot:
+    color = str(rng.choice(list(COLORS)))
+    shape = str(rng.choice(SHAPES))
+    direction = str(rng.choice(list(DIRECTIONS)))
+    background = str(rng.choice([b for b in BACKGROUNDS if b != avoid_bg]))  # a cut always changes the scene
+    return Shot(
+        start_s,
+        start_s + duration_s,
+        color,
+        shape,
+        direction,
+        background,
+        caption_for(color, shape, direction, background),
+    )
+
+
+def _frames_for(seconds: float) -> int:
+    return int(round(seconds * FPS))
+
+
+def make_demo_data(
+    out_dir: str | Path, videos: int = 24, seed: int = 0, multi_shot_fraction: float = 0.35
+) -> dict:
+    """Write `videos` valid videos plus three broken files and ground_truth.json into out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(videos):
+        multi = rng.random() < multi_shot_fraction
+        name = f"{'multi' if multi else 'single'}_{i:03d}.mp4"
+        # Durations are whole frames so shot boundaries in the ground truth are exact.
+        durations = rng.uniform(2.2, 4.5, size=int(rng.integers(2, 4))) if multi else [rng.uniform(2.0, 10.0)]
+        shots, chunks, t, prev_bg = [], [], 0.0, None
+        for d in durations:
+            n = _frames_for(d)
+            shot = _random_shot(rng, t, n / FPS, prev_bg)
+            chunks.append(render_shot(shot, n, rng))
+            shots.append(shot)
+            t, prev_bg = shot.end_s, shot.background
+        (out / name).write_bytes(encode_mp4(np.concatenate(chunks), FPS, crf=20))
+        caption = None if multi else shots[0].caption
+        if caption:
+            (out / name).with_suffix(".txt").write_text(caption + "\n")
+        records.append(
+            {
+                "file": name,
+                "kind": "multi" if multi else "single",
+                "caption_sidecar": caption,
+                "shots": [asdict(s) for s in shots],
+            }
+        )
+    records += _write_broken(out, rng)
+    truth = {
+        "fps": FPS,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "seed": seed,
+        "attributes": ATTRIBUTES,
+        "videos": records,
+    }
+    (out / GROUND_TRUTH).write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def _write_broken(out: Path, rng: np.random.Generator) -> list[dict]:
+    (out / "broken_empty.mp4").write_bytes(b"")
+    (out / "broken_text.mp4").write_text("this is not a video, only text with a video extension\n")
+    valid = encode_mp4(render_shot(_random_shot(rng, 0.0, 2.0, None), 48, rng), FPS)
+    (out / "broken_truncated.mp4").write_bytes(valid[: len(valid) // 3])
+    return [
+        {"file": f, "kind": "broken", "caption_sidecar": None, "shots": []}
+        for f in ("broken_empty.mp4", "broken_text.mp4", "broken_truncated.mp4")
+    ]

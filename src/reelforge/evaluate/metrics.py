@@ -1,0 +1,88 @@
+"""Metric math, in one place: Fréchet distance and CLIP-style scores.
+
+Statistics are accumulated and compared in float64: float32 sums give wrong (even negative) distances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import linalg
+
+Features = np.ndarray | torch.Tensor  # (N, D), or a statistic of them
+
+
+def _f64(x: Features) -> np.ndarray:
+    return (
+        x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    )
+
+
+def feature_stats(features: Features) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) features -> mean (D,) and unbiased covariance (D, D), in float64."""
+    f = _f64(features)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need (N>=2, D) features to estimate a covariance, got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(
+    mu1: Features, sigma1: Features, mu2: Features, sigma2: Features, eps: float = 1e-6
+) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^{1/2}), in float64.
+
+    (S1 S2)^{1/2} comes from scipy's sqrtm of the (generally non-symmetric) product; when the product is
+    singular (rank-deficient covariances, N < D) both covariances are offset by eps*I first.
+    """
+    mu1, mu2, s1, s2 = _f64(mu1), _f64(mu2), _f64(sigma1), _f64(sigma2)
+    if mu1.shape != mu2.shape or s1.shape != s2.shape:
+        raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(len(s1)) * eps
+        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    covmean = np.real(covmean)  # numerical noise can leave tiny imaginary parts
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+
+
+def clip_style_score(video_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+    """100 * max(cos(video, text), 0) per pair (the torchmetrics CLIPScore convention). Inputs (N, D)."""
+    cos = torch.nn.functional.cosine_similarity(video_emb.double(), text_emb.double(), dim=-1)
+    return 100.0 * cos.clamp(min=0)
+
+
+def bootstrap_fd(
+    real: Features, generated: Features, n: int, seed: int, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the Fréchet distance, resampling both feature sets (N, D)."""
+    real, generated = _f64(real), _f64(generated)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        r = real[rng.integers(0, len(real), len(real))]
+        g = generated[rng.integers(0, len(generated), len(generated))]
+        values.append(frechet_distance(*feature_stats(r), *feature_stats(g)))
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_mean(values: Features, n: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean of per-sample scores."""
+    v = _f64(values)
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (n, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def caption_match(read_back: list[str], prompts: list[str]) -> float:
+    """Mean share of each prompt's informative words (those not in every prompt) found in the read-back
+    caption. Words every prompt shares ("a", "moves", ...) would score for free, so they do not count."""
+    words = [set(p.lower().split()) for p in prompts]
+    common = set.intersection(*words)
+    shares = [
+        len((w - common) & set(r.split())) / max(len(w - common), 1)
+        for w, r in zip(words, read_back, strict=True)
+    ]
+    return float(np.mean(shares))

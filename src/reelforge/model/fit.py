@@ -1,0 +1,24 @@
+"""Do the clips fit the model? Checked against a pretrained backbone's and autoencoder's own config.json
+files when training starts, before any data is read (the size table is checked when params load)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reelforge.config import TrainConfig
+from reelforge.model.autoencoder import compression
+from reelforge.model.sizes import MODEL_SIZES
+
+
+def fit_problems(cfg: TrainConfig) -> list[str]:
+    """Why clips of clip.num_frames x clip.size^2 cannot train this backbone in this autoencoder's space."""
+    train = cfg.train
+    try:
+        if train.pretrained_path:
+            patch = json.loads((Path(train.pretrained_path) / "config.json").read_text())["patch_size"]
+        else:
+            patch = MODEL_SIZES[train.model_size].patch_size
+        return compression(train.vae_path).problems(cfg.clip.num_frames, cfg.clip.size, patch)
+    except (OSError, KeyError, ValueError) as exc:
+        return [f"train.pretrained_path / train.vae_path: cannot read the model config: {exc}"]

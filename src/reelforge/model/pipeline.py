@@ -1,0 +1,140 @@
+"""The text-to-video pipeline: the one owner of the model directory and the one inference path.
+
+Train writes the directory with `save_pretrained`; evaluation and serving read it with `from_pretrained`
+(through the registry) and call `generate`. The diffusers way: everything needed to generate is in the
+directory, so a version generates the same wherever it is loaded.
+
+    model_dir/config.json, backbone/, text_encoder(.pt|/)   TextToVideoModel.save_pretrained
+    model_dir/tokenizer.json | tokenizer/                    PromptTokenizer.save
+    model_dir/vae/                                           the frozen autoencoder (latent space only)
+    model_dir/generation.json                                scheduler, fps, frames, steps, guidance, weights
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reelforge.config import SchedulerParams
+from reelforge.model.autoencoder import Autoencoder
+from reelforge.model.backbone import TextToVideoModel
+from reelforge.model.diffusion import RectifiedFlow
+from reelforge.model.pixels import to_uint8
+from reelforge.model.text import PromptTokenizer
+
+GENERATION_CONFIG = "generation.json"
+VAE_DIR = "vae"
+
+
+class TextToVideoPipeline:
+    def __init__(
+        self,
+        model: TextToVideoModel,
+        tokenizer: PromptTokenizer,
+        autoencoder: Autoencoder,
+        scheduler: SchedulerParams,
+        fps: float,
+        num_frames: int,
+        steps: int,
+        guidance: float,
+        weights: str = "final",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.autoencoder = autoencoder
+        self.scheduler = scheduler
+        self.flow = RectifiedFlow(scheduler)
+        self.fps, self.num_frames = fps, num_frames
+        self.default_steps, self.default_guidance = steps, guidance
+        self.weights = weights  # "ema" or "final": which weights save_pretrained stored
+
+    @property
+    def generation_config(self) -> dict:
+        """What this pipeline samples with by default (logged with every evaluation of it)."""
+        return {
+            "scheduler": self.scheduler.model_dump(),
+            "fps": self.fps,
+            "num_frames": self.num_frames,
+            "steps": self.default_steps,
+            "guidance": self.default_guidance,
+            "weights": self.weights,
+        }
+
+    def save_pretrained(self, model_dir: str | Path) -> None:
+        out = Path(model_dir)
+        self.model.save_pretrained(out)
+        self.tokenizer.save(out)
+        if self.autoencoder.vae is not None:
+            self.autoencoder.vae.save_pretrained(out / VAE_DIR)
+        (out / GENERATION_CONFIG).write_text(json.dumps(self.generation_config, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path) -> TextToVideoPipeline:
+        model_dir = Path(model_dir)
+        gen = json.loads((model_dir / GENERATION_CONFIG).read_text())
+        model = TextToVideoModel.from_pretrained(model_dir).requires_grad_(False)
+        vae = model_dir / VAE_DIR
+        return cls(
+            model,
+            PromptTokenizer.load(model_dir, model.cfg.max_text_tokens),
+            Autoencoder(vae if vae.exists() else None),
+            SchedulerParams(**gen["scheduler"]),
+            gen["fps"],
+            gen.get("num_frames", model.cfg.num_frames),  # pixel space before 0.2
+            gen["steps"],
+            gen["guidance"],
+            gen.get("weights", "final"),
+        )
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TextToVideoPipeline:
+        """Move the networks (e.g. onto a serving replica's GPU, in bf16)."""
+        self.model.to(device=device, dtype=dtype)
+        self.autoencoder.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def frames_problem(self, num_frames: int) -> str | None:
+        """Why `num_frames` cannot be generated (the autoencoder's temporal compression), or None."""
+        c = self.autoencoder.compression
+        if c.temporal > 1 and (num_frames - 1) % c.temporal:
+            return (
+                f"num_frames must be 1 + {c.temporal}k for this model's autoencoder (e.g. {self.num_frames})"
+            )
+        return None
+
+    def generate(
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        num_frames: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+    ) -> np.ndarray:
+        """(B, T, H, W, 3) uint8. Each video's noise comes from its own seed (drawn on the CPU, so a seed
+        gives the same noise on any device), and a result does not depend on which other prompts share its
+        batch (beyond float rounding in batched matmuls)."""
+        cfg, device = self.model.cfg, self.device
+        num_frames = num_frames or self.num_frames
+        if problem := self.frames_problem(num_frames):
+            raise ValueError(problem)
+        ids = self.tokenizer(prompts).to(device)  # (B, L)
+        null = self.tokenizer([""] * len(prompts)).to(device)
+        t = self.autoencoder.compression.latent_frames(num_frames)
+        shape = (1, t, cfg.channels, cfg.height, cfg.width)
+        noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        dtype = next(self.model.parameters()).dtype
+        z = self.flow.sample(
+            self.model,
+            ids,
+            null,
+            torch.cat(noise).to(device=device, dtype=dtype),
+            steps or self.default_steps,
+            self.default_guidance if guidance is None else guidance,
+        )
+        return to_uint8(self.autoencoder.decode(z).float())  # decode: (B, T, 3, H, W) in about [-1, 1]

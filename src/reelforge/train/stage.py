@@ -1,0 +1,157 @@
+"""Train stage: Lightning training of the text-to-video model, logged to MLflow and registered as a version.
+
+Runs in its own process (its DVC stage's command), so Lightning's DDP launcher re-executes only this
+command per rank. Only global rank 0 writes the model directory, logs to MLflow and registers. A killed
+run resumes from its last checkpoint (`reelforge.train.resume`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import mlflow
+import torch
+from lightning.pytorch.loggers import MLFlowLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from reelforge.config import TrainConfig, TrainParams
+from reelforge.files import atomic_dir
+from reelforge.model.autoencoder import Autoencoder
+from reelforge.model.fit import fit_problems
+from reelforge.model.pipeline import TextToVideoPipeline
+from reelforge.registry.lineage import dvc_lineage, git_commit
+from reelforge.registry.models import Registration, log_and_register
+from reelforge.registry.tracking import setup
+from reelforge.train.data import TrainData, load_data
+from reelforge.train.module import BatchStream, TextToVideoModule
+from reelforge.train.resume import ResumePoint, resume_point, run_key, start_fresh, weights_sha
+from reelforge.train.trainer import build_model, callbacks, make_trainer
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What rank 0 registered; other ranks return `registration=None`."""
+
+    registration: Registration | None
+    final_step: int
+    resumed_from_step: int
+
+
+def run(
+    cfg: TrainConfig,
+    clips_dir: str | Path,
+    captions_dir: str | Path,
+    model_dir: str | Path,
+    registration_path: str | Path,
+    checkpoint_dir: str | Path,
+    latent_cache: str | Path | None = None,
+) -> TrainResult:
+    """Train on the clips and captions, resuming from `checkpoint_dir`; rank 0 saves the pipeline to
+    `model_dir`, registers it and writes `registration_path`."""
+    train, ckpt_dir = cfg.train, Path(checkpoint_dir)
+    if problems := fit_problems(cfg):  # before any data is read
+        raise ValueError("; ".join(problems))
+    if train.accelerator == "cpu" and train.devices > 1:  # ranks share the cores instead of oversubscribing
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // train.devices))
+    L.seed_everything(train.seed, workers=True)  # model init is identical on every rank
+
+    # 1. Data in the training space (latents from the cache when there is an autoencoder), and the model.
+    autoencoder = Autoencoder(train.vae_path)
+    cache = Path(latent_cache) if latent_cache else None
+    data = load_data(train, cfg.clip, Path(clips_dir), Path(captions_dir), autoencoder, cache)
+    model = build_model(train, data)
+    pipeline = TextToVideoPipeline(
+        model, data.tokenizer, autoencoder, cfg.scheduler, cfg.clip.fps, cfg.clip.num_frames,
+        cfg.sample.steps, cfg.sample.guidance, "ema" if train.ema_decay > 0 else "final",
+    )  # fmt: skip
+    module = TextToVideoModule(model, pipeline.flow, train, data.tokenizer([""])[0])
+
+    # 2. Resume point, MLflow run, trainer, data stream from the resumed step.
+    key = run_key(cfg, data.identity)
+    resume = resume_point(ckpt_dir, key)
+    logger = MLFlowLogger(
+        experiment_name=cfg.registry.experiment,
+        tracking_uri=setup(cfg.registry),
+        run_name="train",
+        run_id=resume.mlflow_run_id,
+        tags={"stage": "train", "git_commit": git_commit()},
+    )
+    trainer = make_trainer(train, logger, callbacks(cfg, pipeline, data, ckpt_dir), data.val_x is not None)
+    train_loader, val_loader = _loaders(train, data, trainer, resume)
+    if trainer.is_global_zero:
+        if resume.checkpoint is None:
+            start_fresh(ckpt_dir, key, logger.run_id)
+            logger.log_hyperparams(_hyperparams(cfg, model, data))
+        else:
+            print(f"resuming from step {resume.step} ({resume.checkpoint}), run {resume.mlflow_run_id}")
+
+    # 3. Fit. Every rank reports its step and weights: DDP replicas must agree bit for bit.
+    t0 = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume.checkpoint)
+    seconds = time.perf_counter() - t0
+    print(f"rank {trainer.global_rank}/{trainer.world_size}: step {trainer.global_step}, "
+          f"weights {weights_sha(model)[:16]}", flush=True)  # fmt: skip
+
+    # 4. Rank 0: save the EMA weights with everything needed to generate, log, register.
+    registration = None
+    if trainer.is_global_zero:
+        with atomic_dir(model_dir) as out, module.ema_weights():
+            pipeline.save_pretrained(out)
+        registration = _register(cfg, trainer, model_dir, resume.step, seconds)
+        registration.save(registration_path)
+    return TrainResult(registration, trainer.global_step, resume.step)
+
+
+def _loaders(
+    train: TrainParams, data: TrainData, trainer: L.Trainer, resume: ResumePoint
+) -> tuple[DataLoader, DataLoader | None]:
+    """The endless step-indexed training stream of this rank, from the resumed step; validation batches."""
+    stream = BatchStream(
+        data.train_x, data.train_ids, train.micro_batch, train.seed, trainer.global_rank,
+        trainer.world_size, start=resume.step * train.accumulate_grad_batches,
+    )  # fmt: skip
+    val = None
+    if data.val_x is not None:
+        val = DataLoader(TensorDataset(data.val_x, data.val_ids), batch_size=train.micro_batch)
+    return DataLoader(stream, batch_size=None), val
+
+
+def _hyperparams(cfg: TrainConfig, model: torch.nn.Module, data: TrainData) -> dict:
+    sections = {name: getattr(cfg, name) for name in ("train", "clip", "scheduler", "sample")}
+    out = {f"{name}.{k}": v for name, sec in sections.items() for k, v in sec.model_dump().items()}
+    return {
+        **out,
+        "registry.model_name": cfg.registry.model_name,
+        **data.identity,
+        **dvc_lineage(),
+        "model.parameters": sum(p.numel() for p in model.parameters()),
+        "model.trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "model.space_shape": list(data.train_x.shape[1:]),
+        "data.train_clips": len(data.train_x),
+        "data.val_clips": 0 if data.val_x is None else len(data.val_x),
+    }
+
+
+def _register(
+    cfg: TrainConfig, trainer: L.Trainer, model_dir: str | Path, start_step: int, seconds: float
+) -> Registration:
+    final_loss = float(trainer.callback_metrics["loss"])
+    with mlflow.start_run(run_id=trainer.logger.run_id):
+        mlflow.log_metrics(
+            {"final_loss": final_loss, "train_seconds": seconds, "resumed_from_step": start_step}
+        )
+        version = log_and_register(model_dir, cfg.registry.model_name)
+    return Registration(
+        run_id=trainer.logger.run_id,
+        model_name=cfg.registry.model_name,
+        version=version,
+        final_loss=final_loss,
+        final_step=trainer.global_step,
+        resumed_from_step=start_step,
+        train_seconds=round(seconds, 1),
+        tracking_uri=mlflow.get_tracking_uri(),
+    )

@@ -1,0 +1,100 @@
+"""The Lightning side of training: the network built for the data, the launch strategy, the callbacks and
+the Trainer. Everything here comes from the train config; nothing is decided twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+
+from reelforge.config import TrainConfig, TrainParams
+from reelforge.model.backbone import ModelConfig, TextToVideoModel, load_backbone
+from reelforge.model.pipeline import TextToVideoPipeline
+from reelforge.model.text import PretrainedTextEncoder
+from reelforge.train.data import TrainData
+from reelforge.train.monitor import ResumableCheckpoint, SampleGifs, StepMonitor, backbone_flops
+
+
+def build_model(cfg: TrainParams, data: TrainData) -> TextToVideoModel:
+    _, t, c, h, w = data.train_x.shape  # (N, T, C, H, W)
+    text_encoder = PretrainedTextEncoder(cfg.text_encoder_path) if cfg.text_encoder_path else None
+    model_cfg = ModelConfig(
+        size=cfg.model_size,
+        num_frames=t,
+        height=h,
+        width=w,
+        channels=c,
+        vocab_size=data.tokenizer.tok.get_vocab_size() if not data.tokenizer.pretrained else 0,
+        max_text_tokens=cfg.max_text_tokens,
+        pretrained_text_encoder=text_encoder is not None,
+    )
+    backbone = load_backbone(cfg.pretrained_path) if cfg.pretrained_path else None
+    return TextToVideoModel(model_cfg, backbone, text_encoder)
+
+
+def strategy(cfg: TrainParams) -> Strategy | str:
+    if cfg.strategy == "ddp":
+        # EMA weights are buffers every rank updates identically: no need to broadcast them each forward.
+        return DDPStrategy(
+            broadcast_buffers=False, process_group_backend="gloo" if cfg.accelerator == "cpu" else None
+        )
+    if cfg.strategy == "fsdp":
+        from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
+
+        return FSDPStrategy(
+            auto_wrap_policy={CogVideoXBlock},
+            activation_checkpointing_policy={CogVideoXBlock} if cfg.gradient_checkpointing else None,
+            state_dict_type="full",
+        )
+    return "auto"
+
+
+def callbacks(
+    cfg: TrainConfig, pipeline: TextToVideoPipeline, data: TrainData, ckpt_dir: Path
+) -> list[L.Callback]:
+    train = cfg.train
+    _, t, _, h, w = data.train_x.shape  # (N, T, C, H, W)
+    model = pipeline.model
+    patch = model.backbone.config.patch_size
+    flops = backbone_flops(
+        model.backbone, (train.micro_batch, *data.train_x.shape[1:]), train.max_text_tokens
+    )
+    tokens_per_sample = t * (h // patch) * (w // patch)  # video tokens the transformer attends over
+    return [
+        StepMonitor(
+            flops // train.micro_batch, tokens_per_sample, print_every=max(train.log_every_n_steps, 10)
+        ),
+        ResumableCheckpoint(ckpt_dir, train.checkpoint_every_n_steps),
+        SampleGifs(
+            train.sample_every_n_steps,
+            train.sample_prompts,
+            lambda prompts: pipeline.generate(prompts, seeds=list(range(len(prompts)))),
+            cfg.clip.fps,
+        ),
+    ]
+
+
+def make_trainer(cfg: TrainParams, logger: MLFlowLogger, callbacks: list, has_val: bool) -> L.Trainer:
+    return L.Trainer(
+        max_steps=cfg.steps,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy(cfg),
+        precision=cfg.precision,
+        gradient_clip_val=cfg.grad_clip,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        logger=logger,
+        log_every_n_steps=cfg.log_every_n_steps,
+        val_check_interval=cfg.val_every_n_steps * cfg.accumulate_grad_batches if has_val else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if has_val else 0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # BatchStream shards by rank itself
+        enable_checkpointing=False,  # ResumableCheckpoint
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )

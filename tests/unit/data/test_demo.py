@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from reelforge.data.demo import FPS, make_demo_data
+from reelforge.data.video import VideoFile, to_rgb_square
+
+
+def test_demo_data_is_deterministic_and_describes_every_file(tmp_path):
+    a = make_demo_data(tmp_path / "a", videos=4, seed=7)
+    b = make_demo_data(tmp_path / "b", videos=4, seed=7)
+    assert a == b
+    for v in a["videos"]:
+        assert (tmp_path / "a" / v["file"]).read_bytes() == (tmp_path / "b" / v["file"]).read_bytes()
+    kinds = {v["kind"] for v in a["videos"]}
+    assert "broken" in kinds and len([v for v in a["videos"] if v["kind"] == "broken"]) == 3
+    for v in a["videos"]:
+        sidecar = (tmp_path / "a" / v["file"]).with_suffix(".txt")
+        assert sidecar.exists() == (v["kind"] == "single")
+
+
+def test_demo_video_decodes_to_ground_truth_length(demo):
+    raw, truth = demo
+    v = next(v for v in truth["videos"] if v["kind"] == "multi")
+    with VideoFile(raw / v["file"]) as video:
+        frames = list(video.frames())
+        info = video.probe
+    assert len(frames) == round(v["shots"][-1]["end_s"] * FPS)
+    assert to_rgb_square(frames[0], 32).shape == (32, 32, 3)
+    assert info.codec == "h264" and (info.width, info.height) == (truth["width"], truth["height"])

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from reelforge.config import IngestConfig, IngestParams
+from reelforge.data import ingest
+from reelforge.data.store import load_clips, read_manifest
+from tests.conftest import expected_clips
+
+
+def _clip_rows(ingested: object) -> pd.DataFrame:
+    """Kept clips plus clip-level rejects (filtered or near-duplicate): every clip ingest cut."""
+    rejects = pd.read_parquet(ingested / "rejects.parquet")
+    return pd.concat([read_manifest(ingested), rejects[rejects.start_s.notna()]])
+
+
+def test_clips_cut_match_ground_truth_shots(demo, ingested, clip_cfg):
+    _, truth = demo
+    got = _clip_rows(ingested).groupby("source_path").size().to_dict()
+    assert got == expected_clips(truth, clip_cfg, IngestParams().max_clips_per_shot)
+
+
+def test_no_clip_spans_a_cut(demo, ingested):
+    _, truth = demo
+    shots = {v["file"]: v["shots"] for v in truth["videos"]}
+    for row in _clip_rows(ingested).itertuples():
+        inside = [
+            s
+            for s in shots[row.source_path]
+            if s["start_s"] - 1e-3 <= row.start_s and row.end_s <= s["end_s"] + 1e-3
+        ]
+        assert len(inside) == 1, f"clip {row.source_path} {row.start_s}-{row.end_s} is not inside one shot"
+
+
+def test_every_broken_file_is_a_reject_with_reason(demo, ingested):
+    _, truth = demo
+    rejects = pd.read_parquet(ingested / "rejects.parquet")
+    file_level = rejects[rejects.start_s.isna()]
+    broken = {v["file"] for v in truth["videos"] if v["kind"] == "broken"}
+    assert set(file_level.source_path) == broken
+    by_file = file_level.set_index("source_path")
+    assert by_file.loc["broken_empty.mp4", ["stage", "reason"]].tolist() == ["fetch", "empty_file"]
+    assert by_file.loc["broken_text.mp4", ["stage", "reason"]].tolist() == ["probe", "not_video"]
+    assert file_level.detail.str.len().min() > 5
+
+
+def test_manifest_rows_clips_scores_and_captions(demo, ingested, clip_cfg):
+    _, truth = demo
+    manifest = read_manifest(ingested)
+    clips = load_clips(ingested)
+    assert set(clips) == set(manifest.clip_id) and manifest.clip_id.is_unique
+    assert all(c.shape == (clip_cfg.num_frames, clip_cfg.size, clip_cfg.size, 3) for c in clips.values())
+    assert (manifest.motion >= IngestParams().min_motion).all() and manifest.brightness.between(0, 1).all()
+    sidecars = {v["file"]: v["caption_sidecar"] for v in truth["videos"]}
+    for row in manifest.itertuples():
+        assert (row.caption if isinstance(row.caption, str) else None) == sidecars[row.source_path]
+
+
+def test_split_is_by_source_video(ingested):
+    manifest = read_manifest(ingested)
+    assert (manifest.groupby("source_path").split.nunique() == 1).all()
+    assert set(manifest.split) == {"train", "val"}
+    val = ingest.val_sources(list(pd.read_parquet(ingested / "sources.parquet").source_path), 0.25)
+    assert set(manifest[manifest.split == "val"].source_path) <= val
+
+
+def test_accounting_summary(demo, ingested):
+    summary = json.loads((ingested.parent / "ingest.json").read_text())
+    sources = pd.read_parquet(ingested / "sources.parquet")
+    assert summary["inputs"] == len(sources) == len(demo[1]["videos"])
+    assert summary["clips"] == len(read_manifest(ingested))
+    assert sum(summary["rejects_by_reason"].values()) == summary["rejects"]
+    assert summary["source_hours"] > summary["clip_hours"] > 0
+    # Each input is clips, or has at least one reject row naming it.
+    rejects = pd.read_parquet(ingested / "rejects.parquet")
+    for row in sources.itertuples():
+        assert row.clips > 0 or (rejects.source_path == row.source_path).any()
+
+
+def test_rerun_is_deterministic_and_skips_ingested_inputs(demo, ingested, clip_cfg, tmp_path):
+    fresh = tmp_path / "clips"
+    ingest.run(
+        IngestConfig(clip=clip_cfg, ingest=IngestParams(workers=1)), demo[0], fresh, tmp_path / "s.json"
+    )
+    pd.testing.assert_frame_equal(read_manifest(ingested), read_manifest(fresh))
+    again = ingest.run(
+        IngestConfig(clip=clip_cfg, ingest=IngestParams(workers=1)), demo[0], fresh, tmp_path / "s.json"
+    )
+    assert again.summary["inputs_processed_this_run"] == 0
+    pd.testing.assert_frame_equal(read_manifest(ingested), read_manifest(fresh))
+
+
+def test_missing_input_is_clear(tmp_path, clip_cfg):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ingest.run(
+            IngestConfig(clip=clip_cfg, ingest=IngestParams()),
+            tmp_path / "nope",
+            tmp_path / "out",
+            tmp_path / "s.json",
+        )

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from reelforge.config import PromoteParams
+from reelforge.promote import decide
+
+
+def _report(cand, champ=None, floor=100.0, real=50.0):
+    r = {
+        "candidate": {"version": "2", **cand},
+        "real_fvd_ref_split_half": floor,
+        "real": {"clip_score_ref": real},
+    }
+    return r | ({"champion": {"version": "1", **champ}} if champ else {})
+
+
+def test_first_model_needs_only_the_absolute_gates():
+    cfg = PromoteParams(max_fvd_ref_ratio=2.0, min_clip_score_ref_ratio=0.5)
+    assert decide(cfg, _report({"fvd_ref": 150, "clip_score_ref": 30})) == []
+    failures = decide(cfg, _report({"fvd_ref": 250, "clip_score_ref": 20}))
+    assert len(failures) == 2 and "max_fvd_ref_ratio" in failures[0]
+
+
+def test_challenger_must_beat_the_champion():
+    cfg = PromoteParams(max_fvd_ref_ratio=2.0, min_clip_score_ref_ratio=0.5, clip_score_ref_tolerance=1.0)
+    better = _report({"fvd_ref": 120, "clip_score_ref": 30}, {"fvd_ref": 130, "clip_score_ref": 30.5})
+    assert decide(cfg, better) == []
+    worse = _report({"fvd_ref": 140, "clip_score_ref": 30}, {"fvd_ref": 130, "clip_score_ref": 33})
+    assert len(decide(cfg, worse)) == 2
