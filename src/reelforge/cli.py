@@ -53,6 +53,16 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
         raise typer.Exit(2) from None
 
 
+def _fail_fast(p: Params) -> None:
+    """Problems a stage would only find later (a pretrained model that does not fit the clips): before any
+    stage spends compute."""
+    from reelforge.model.fit import fit_problems
+
+    if problems := fit_problems(p.stage(TrainConfig)):
+        console.print("[red]" + "\n".join(problems) + "[/red]")
+        raise typer.Exit(2)
+
+
 def _torch_threads() -> None:
     import torch
 
@@ -187,7 +197,7 @@ def run(
 ) -> None:
     """Run the whole pipeline as a Prefect flow (unchanged DVC stages are skipped)."""
     project = project.resolve()
-    _params(project / "params.yaml", None)  # fail fast on a bad params file
+    _fail_fast(_params(project / "params.yaml", None))
     os.environ.setdefault("PREFECT_HOME", str(project / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     from flows.pipeline import pipeline

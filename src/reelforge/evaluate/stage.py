@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 
 from reelforge.caption.captioner import read_captions
-from reelforge.config import EvaluateConfig
+from reelforge.config import EvaluateConfig, EvaluateParams
 from reelforge.data.store import load_clips, read_manifest
 from reelforge.evaluate.probe import GroundTruth, chance
 from reelforge.evaluate.record import log_samples, record_on_version
@@ -53,24 +53,7 @@ def run(
     ex = Extractors.load(ev, captions_dir)
 
     # 1. The real set: validation clips (sources never seen in training), their own scores and floors.
-    manifest = read_manifest(clips_dir)
-    val = manifest[manifest.split == "val"]
-    if len(val) < 2:
-        raise ValueError(
-            "evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos"
-        )
-    clips = load_clips(clips_dir, list(val.clip_id))
-    real_videos = np.stack([clips[c] for c in val.clip_id])
-    real = RealSet.of(ex, real_videos)
-    captions = read_captions(captions_dir).set_index("clip_id").caption
-    real_scores = score_videos(
-        ex, real_videos, [captions[c] for c in val.clip_id], None, ev.bootstrap, ev.seed
-    )
-    probe = None
-    if ground_truth_path and Path(ground_truth_path).is_file():
-        truth = GroundTruth(ground_truth_path)
-        probe = Probe.train(ev, truth, manifest, Path(clips_dir), list(val.clip_id), real_videos)
-        real_scores |= {f"probe_{a}_acc": v for a, v in probe.real_accuracy.items()}
+    real = _real_side(ev, ex, Path(clips_dir), captions_dir, ground_truth_path)
 
     # 2. Every version generates the same prompts with the same seeds.
     prompts = read_prompts(prompts_path)
@@ -80,30 +63,24 @@ def run(
         "candidate": reg.version,
         **({"champion": champion} if champion not in (None, reg.version) else {}),
     }
-    protocol = _protocol(cfg, ex, len(real_videos), len(prompt_list), prompts_path, len(prompts), probe)
+    protocol = _protocol(cfg, ex, len(real.videos), len(prompt_list), prompts_path, len(prompts), real.probe)
     protocol |= {"candidate_version": reg.version, "champion_version": champion}
 
     # 3. One MLflow run: protocol, real scores and floors, then each version's samples and scores.
-    floors = real.floors()
-    results: dict[str, dict] = {}
+    floors = real.set.floors()
     with mlflow.start_run(run_name=f"evaluate v{reg.version}", tags={"stage": "evaluate"}) as active:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
-        mlflow.log_metrics({f"real.{k}": v for k, v in real_scores.items()})
-        if probe:
-            mlflow.log_metrics(
-                {f"chance.probe_{a}_acc": v for a, v in chance(probe.truth.attributes).items()}
-            )
+        mlflow.log_metrics({f"real.{k}": v for k, v in real.scores.items()})
+        if real.probe:
+            attributes = real.probe.truth.attributes
+            mlflow.log_metrics({f"chance.probe_{a}_acc": v for a, v in chance(attributes).items()})
         mlflow.log_metrics({f"real.{k}_split_half": v for k, v in floors.items() if v is not None})
-        for role, version in versions.items():
-            pipeline = load_pipeline(reg.model_name, version)
-            mlflow.log_params({f"protocol.{role}.{k}": v for k, v in pipeline.generation_config.items()})
-            videos = pipeline.generate(prompt_list, seeds)
-            scores = score_videos(ex, videos, prompt_list, real, ev.bootstrap, ev.seed)
-            scores |= probe.scores(videos, prompt_list) if probe else {}
-            mlflow.log_metrics({f"{role}.{k}": v for k, v in scores.items()})
-            rows = min(ev.gif_prompts, len(prompts))
-            log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
-            results[role] = {"version": version, **scores}
+        results = {
+            role: _score_version(
+                ev, ex, real, role, reg.model_name, version, prompt_list, seeds, len(prompts)
+            )
+            for role, version in versions.items()
+        }
         record_on_version(
             reg.model_name, reg.version, scores_of(results["candidate"]), active.info.run_id, reg.run_id,
             ex.ref.name,
@@ -112,10 +89,58 @@ def run(
     # 4. The report promote reads.
     write_json_atomic(metrics_path, {
         "model_name": reg.model_name, "eval_run_id": active.info.run_id, "protocol": protocol,
-        "real": real_scores, "real_fvd_ref_split_half": floors["fvd_ref"],
+        "real": real.scores, "real_fvd_ref_split_half": floors["fvd_ref"],
         "real_fvd_split_half": floors.get("fvd"), **results,
     })  # fmt: skip
-    return EvaluateResult(active.info.run_id, real_scores, results)
+    return EvaluateResult(active.info.run_id, real.scores, results)
+
+
+@dataclass
+class _RealSide:
+    videos: np.ndarray  # (N, T, H, W, 3) the real validation clips
+    set: RealSet
+    scores: dict[str, float]  # their own scores against their captions (and the probe's accuracy)
+    probe: Probe | None
+
+
+def _real_side(
+    ev: EvaluateParams, ex: Extractors, clips_dir: Path, captions_dir: str | Path,
+    ground_truth_path: str | Path | None,
+) -> _RealSide:  # fmt: skip
+    manifest = read_manifest(clips_dir)
+    val = manifest[manifest.split == "val"]
+    if len(val) < 2:
+        raise ValueError(
+            "evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos"
+        )
+    clips = load_clips(clips_dir, list(val.clip_id))
+    videos = np.stack([clips[c] for c in val.clip_id])
+    real = RealSet.of(ex, videos)
+    captions = read_captions(captions_dir).set_index("clip_id").caption
+    scores = score_videos(ex, videos, [captions[c] for c in val.clip_id], None, ev.bootstrap, ev.seed)
+    probe = None
+    if ground_truth_path and Path(ground_truth_path).is_file():
+        probe = Probe.train(
+            ev, GroundTruth(ground_truth_path), manifest, clips_dir, list(val.clip_id), videos
+        )
+        scores |= {f"probe_{a}_acc": v for a, v in probe.real_accuracy.items()}
+    return _RealSide(videos, real, scores, probe)
+
+
+def _score_version(
+    ev: EvaluateParams, ex: Extractors, real: _RealSide, role: str, name: str, version: str,
+    prompt_list: list[str], seeds: list[int], n_prompts: int,
+) -> dict:  # fmt: skip
+    """Inside the evaluation run: generate with the version's own settings, score, log metrics and samples."""
+    pipeline = load_pipeline(name, version)
+    mlflow.log_params({f"protocol.{role}.{k}": v for k, v in pipeline.generation_config.items()})
+    videos = pipeline.generate(prompt_list, seeds)
+    scores = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed)
+    scores |= real.probe.scores(videos, prompt_list) if real.probe else {}
+    mlflow.log_metrics({f"{role}.{k}": v for k, v in scores.items()})
+    rows = min(ev.gif_prompts, n_prompts)
+    log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
+    return {"version": version, **scores}
 
 
 def scores_of(result: dict) -> dict[str, float]:

@@ -83,11 +83,7 @@ def run(
     trainer = make_trainer(train, logger, callbacks(cfg, pipeline, data, ckpt_dir), data.val_x is not None)
     train_loader, val_loader = _loaders(train, data, trainer, resume)
     if trainer.is_global_zero:
-        if resume.checkpoint is None:
-            start_fresh(ckpt_dir, key, logger.run_id)
-            logger.log_hyperparams(_hyperparams(cfg, model, data))
-        else:
-            print(f"resuming from step {resume.step} ({resume.checkpoint}), run {resume.mlflow_run_id}")
+        _open_run(cfg, ckpt_dir, key, resume, logger, model, data)
 
     # 3. Fit. Every rank reports its step and weights: DDP replicas must agree bit for bit.
     t0 = time.perf_counter()
@@ -118,6 +114,20 @@ def _loaders(
     if data.val_x is not None:
         val = DataLoader(TensorDataset(data.val_x, data.val_ids), batch_size=train.micro_batch)
     return DataLoader(stream, batch_size=None), val
+
+
+def _open_run(
+    cfg: TrainConfig, ckpt_dir: Path, key: str, resume: ResumePoint, logger: MLFlowLogger,
+    model: torch.nn.Module, data: TrainData,
+) -> None:  # fmt: skip
+    """Rank 0: a fresh run records its identity and params; a resumed one says where it continues."""
+    if resume.checkpoint is None:
+        start_fresh(ckpt_dir, key, logger.run_id)
+        logger.log_hyperparams(_hyperparams(cfg, model, data))
+    else:
+        print(
+            f"resuming from step {resume.step} ({resume.checkpoint}), run {resume.mlflow_run_id}", flush=True
+        )
 
 
 def _hyperparams(cfg: TrainConfig, model: torch.nn.Module, data: TrainData) -> dict:

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from reelforge.config import SchedulerParams
+from reelforge.model.autoencoder import Autoencoder
+from reelforge.model.backbone import ModelConfig, TextToVideoModel
+from reelforge.model.pipeline import GENERATION_CONFIG, TextToVideoPipeline
+from reelforge.model.text import PromptTokenizer, train_tokenizer
+
+PROMPTS = ["a red circle moves left", "a blue square moves up"]
+
+
+def _pipeline() -> TextToVideoPipeline:
+    torch.manual_seed(0)
+    tok = PromptTokenizer(train_tokenizer(PROMPTS), 6)
+    model = TextToVideoModel(ModelConfig("tiny", 4, 16, 16, 3, tok.tok.get_vocab_size(), 6)).eval()
+    return TextToVideoPipeline(model, tok, Autoencoder(None), SchedulerParams(), 8.0, 4, 3, 2.5, "ema")
+
+
+def test_save_and_load_round_trip_generates_the_same_videos(tmp_path):
+    pipeline = _pipeline()
+    pipeline.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / GENERATION_CONFIG).read_text()) == pipeline.generation_config
+    again = TextToVideoPipeline.from_pretrained(tmp_path)
+    assert again.generation_config == pipeline.generation_config
+    videos = pipeline.generate(PROMPTS, seeds=[0, 1])
+    assert videos.shape == (2, 4, 16, 16, 3) and videos.dtype == np.uint8
+    assert np.array_equal(again.generate(PROMPTS, seeds=[0, 1]), videos)
+
+
+def test_settings_given_per_call_override_the_saved_defaults():
+    pipeline = _pipeline()
+    assert pipeline.generate(PROMPTS[:1], [0], num_frames=6, steps=1, guidance=1.0).shape == (1, 6, 16, 16, 3)
+    assert not np.array_equal(pipeline.generate(PROMPTS[:1], [0]), pipeline.generate(PROMPTS[:1], [1]))
