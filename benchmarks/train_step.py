@@ -3,7 +3,8 @@
 Same model (a size from MODEL_SIZES), batch, optimizer (AdamW + warm-up/cosine), gradient clipping, EMA and
 data stream; both measured in the same run, in alternating rounds, after warm-up steps. Reports median step
 times, their ratio (target <= 1.05), samples/s, tokens/s and MFU against the matmul peak measured in the
-same run on the same device (and the data-sheet peak where the device is in train_monitor.PEAK_TFLOPS).
+same run on the same device (and the data-sheet peak where the device is in
+reelforge.train.monitor.PEAK_TFLOPS).
 
     python benchmarks/train_step.py          # CPU: tiny model, 16 x 3 x 32 x 32 pixels
     python benchmarks/train_step.py --accelerator gpu --size base --precision bf16-mixed \\
@@ -26,7 +27,7 @@ from reelforge.config import SchedulerParams, TrainParams
 from reelforge.model.backbone import ModelConfig, TextToVideoModel
 from reelforge.model.diffusion import RectifiedFlow
 from reelforge.train.module import EMA, BatchStream, TextToVideoModule, lr_lambda, step_generator
-from reelforge.train.monitor import PEAK_TFLOPS, backbone_flops, measured_matmul_peak
+from reelforge.train.monitor import backbone_flops, enable_tf32, measured_matmul_peak, table_peak
 
 VOCAB, TEXT_LEN = 64, 16
 
@@ -144,6 +145,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/bench_train_step.json"))
     args = ap.parse_args()
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    if device.type == "cuda" and args.precision == "32":
+        enable_tf32()  # as training does: fp32 on CUDA is TF32 math
 
     times = {"plain": [], "lightning": []}
     for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both alike
@@ -157,7 +160,7 @@ def main() -> None:
     dtype = torch.bfloat16 if args.precision == "bf16-mixed" else torch.float32
     peak = measured_matmul_peak(device, dtype, n=4096 if device.type == "cuda" else 1024)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    sheet = next((v[args.precision] * 1e12 for k, v in PEAK_TFLOPS.items() if k in name), None)
+    sheet = (table_peak(name, args.precision) or (None,))[0]
     patch = model.backbone.config.patch_size
     tokens = args.frames * (args.height // patch) * (args.width // patch) * args.batch
 

@@ -48,7 +48,8 @@ class Generator:
         self.limits: dict = {}
 
     def reconfigure(self, config: dict) -> None:
-        """config: tracking_uri, model_name, version, limits, torch_threads (see serving.deploy)."""
+        """config: tracking_uri, model_name, version, limits, torch_threads, device, autocast (see
+        serving.deploy and serving/profiles.yaml)."""
         import mlflow
 
         from reelforge.registry.models import load_pipeline
@@ -64,6 +65,8 @@ class Generator:
         mlflow.set_tracking_uri(config["tracking_uri"])
         mlflow.set_registry_uri(config["tracking_uri"])
         new = load_pipeline(config["model_name"], config["version"])  # beside the old one
+        autocast = getattr(torch, config["autocast"]) if config.get("autocast") else None
+        new.to(config.get("device", "cpu"), autocast=autocast)
         info = {
             "model_name": config["model_name"],
             "version": config["version"],
@@ -72,6 +75,8 @@ class Generator:
             "num_frames": new.num_frames,
             "fps": new.fps,
             "resolution": [new.model.cfg.height, new.model.cfg.width],
+            "device": str(next(new.model.parameters()).device),
+            "autocast": config.get("autocast"),
         }
         with self._lock:  # swap the reference only once the new model is ready
             self.pipeline, self.model = new, info

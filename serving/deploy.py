@@ -87,6 +87,8 @@ def deploy(cfg: ServeConfig, project_root: str | Path | None = None, wait_s: flo
             "version": version,
             "alias": alias,
             "torch_threads": profile["torch_threads"],
+            "device": profile["device"],
+            "autocast": profile["autocast"],
             "limits": {
                 k: getattr(cfg.serve, k)
                 for k in ("max_prompt_chars", "max_num_frames", "max_steps", "max_guidance")

@@ -187,8 +187,9 @@ def test_endpoint_serves_the_champion(project):
     )
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     assert decode_bytes(r.content).shape[0] == 8
-    served = httpx.get(f"{url}/v1/model").json()["version"]
-    assert served == r.headers["x-model-version"] == _alias(project[0])
+    info = httpx.get(f"{url}/v1/model").json()
+    assert info["version"] == r.headers["x-model-version"] == _alias(project[0])
+    assert info["device"] == "cpu" and info["autocast"] is None  # serve.profile cpu
     bad = httpx.post(f"{url}/v1/generate", json={"prompt": "", "steps": 3}, timeout=30)
     assert bad.status_code == 422 and "prompt is empty" in bad.text
     assert httpx.post(f"{url}/v1/generate", content=b"{not json", timeout=30).status_code == 422

@@ -12,6 +12,7 @@ directory, so a version generates the same wherever it is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class TextToVideoPipeline:
         self.fps, self.num_frames = fps, num_frames
         self.default_steps, self.default_guidance = steps, guidance
         self.weights = weights  # "ema" or "final": which weights save_pretrained stored
+        self.autocast: torch.dtype | None = None  # see `to`
 
     @property
     def generation_config(self) -> dict:
@@ -89,15 +91,13 @@ class TextToVideoPipeline:
             gen.get("weights", "final"),
         )
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TextToVideoPipeline:
-        """Move the networks (e.g. onto a serving replica's GPU, in bf16)."""
-        self.model.to(device=device, dtype=dtype)
-        self.autoencoder.to(device=device, dtype=dtype)
+    def to(self, device: torch.device | str, autocast: torch.dtype | None = None) -> TextToVideoPipeline:
+        """Move the networks (e.g. onto a serving replica's GPU) and, with `autocast` (torch.bfloat16),
+        sample in that precision under autocast; the weights stay fp32."""
+        self.model.to(device)
+        self.autoencoder.to(device)
+        self.autocast = autocast
         return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     def frames_problem(self, num_frames: int) -> str | None:
         """Why `num_frames` cannot be generated (the autoencoder's temporal compression), or None."""
@@ -116,10 +116,24 @@ class TextToVideoPipeline:
         steps: int | None = None,
         guidance: float | None = None,
     ) -> np.ndarray:
-        """(B, T, H, W, 3) uint8. Each video's noise comes from its own seed (drawn on the CPU, so a seed
-        gives the same noise on any device), and a result does not depend on which other prompts share its
-        batch (beyond float rounding in batched matmuls)."""
-        cfg, device = self.model.cfg, self.device
+        """(B, T, H, W, 3) uint8 videos, one per prompt and seed."""
+        return to_uint8(self.sample(prompts, seeds, num_frames, steps, guidance).float())
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        num_frames: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+    ) -> torch.Tensor:
+        """(B, T, 3, H, W) decoded frames in about [-1, 1], on the model's device.
+
+        Each video's noise comes from its own seed, drawn on the CPU so a seed gives the same noise on any
+        device; a result does not depend on which other prompts share its batch (beyond float rounding in
+        batched matmuls)."""
+        cfg, device = self.model.cfg, next(self.model.parameters()).device
         num_frames = num_frames or self.num_frames
         if problem := self.frames_problem(num_frames):
             raise ValueError(problem)
@@ -128,13 +142,14 @@ class TextToVideoPipeline:
         t = self.autoencoder.compression.latent_frames(num_frames)
         shape = (1, t, cfg.channels, cfg.height, cfg.width)
         noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-        dtype = next(self.model.parameters()).dtype
-        z = self.flow.sample(
-            self.model,
-            ids,
-            null,
-            torch.cat(noise).to(device=device, dtype=dtype),
-            steps or self.default_steps,
-            self.default_guidance if guidance is None else guidance,
-        )
-        return to_uint8(self.autoencoder.decode(z).float())  # decode: (B, T, 3, H, W) in about [-1, 1]
+        amp = torch.autocast(device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
+        with amp:
+            z = self.flow.sample(
+                self.model,
+                ids,
+                null,
+                torch.cat(noise).to(device),  # (B, T', C, H', W')
+                steps or self.default_steps,
+                self.default_guidance if guidance is None else guidance,
+            )
+            return self.autoencoder.decode(z)

@@ -24,24 +24,40 @@ from torch.utils.flop_counter import FlopCounterMode
 from reelforge.data.video import encode_gif
 
 # Dense tensor-core peaks (TFLOP/s) from the vendor data sheets, by a substring of the device name.
+# "tf32" is the peak of fp32 training: train.precision "32" on CUDA runs its matmuls in TF32
+# (`enable_tf32`), so MFU is measured against the peak of the math that actually runs.
 PEAK_TFLOPS: dict[str, dict[str, float]] = {
-    "H200": {"bf16-mixed": 989.0, "32": 494.7},
-    "H100 PCIe": {"bf16-mixed": 756.0, "32": 378.0},
-    "H100": {"bf16-mixed": 989.0, "32": 494.7},  # SXM
-    "A100": {"bf16-mixed": 312.0, "32": 156.0},
-    "L40S": {"bf16-mixed": 362.0, "32": 183.0},
-    "L4": {"bf16-mixed": 121.0, "32": 60.0},
+    "H200": {"bf16": 989.0, "tf32": 494.7},
+    "H100 PCIe": {"bf16": 756.0, "tf32": 378.0},
+    "H100": {"bf16": 989.0, "tf32": 494.7},  # SXM
+    "A100": {"bf16": 312.0, "tf32": 156.0},
+    "L40S": {"bf16": 362.0, "tf32": 183.0},
+    "L4": {"bf16": 121.0, "tf32": 60.0},
 }
+# Lightning's precision names (what `trainer.precision` reports) -> the math the tensor cores run.
+MATH = {"32": "tf32", "32-true": "tf32", "bf16-mixed": "bf16", "bf16-true": "bf16"}
+
+
+def enable_tf32() -> None:
+    """fp32 matmuls and convolutions on CUDA in TF32 (10-bit mantissa inputs, fp32 accumulation)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def table_peak(device_name: str, precision: str) -> tuple[float, str] | None:
+    """(peak FLOP/s, its source) from the data-sheet table for a CUDA device name, or None if unknown."""
+    math = MATH.get(precision)
+    for key, peaks in PEAK_TFLOPS.items():
+        if key in device_name and math in peaks:
+            return peaks[math] * 1e12, f"table:{key} {math}"
+    return None
 
 
 def device_peak(device: torch.device, precision: str) -> tuple[float, str]:
-    """(peak FLOP/s of one device, where the figure comes from)."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, peaks in PEAK_TFLOPS.items():
-            if key in name:
-                return peaks[precision] * 1e12, f"table:{key} {precision}"
-    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+    """(peak FLOP/s of one device, where the figure comes from): the table on a known GPU, else measured."""
+    if device.type == "cuda" and (peak := table_peak(torch.cuda.get_device_name(device), precision)):
+        return peak
+    dtype = torch.bfloat16 if MATH.get(precision) == "bf16" else torch.float32
     return measured_matmul_peak(device, dtype), f"measured {dtype} matmul on {device.type}"
 
 

@@ -14,7 +14,13 @@ from reelforge.model.backbone import ModelConfig, TextToVideoModel, load_backbon
 from reelforge.model.pipeline import TextToVideoPipeline
 from reelforge.model.text import PretrainedTextEncoder
 from reelforge.train.data import TrainData
-from reelforge.train.monitor import ResumableCheckpoint, SampleGifs, StepMonitor, backbone_flops
+from reelforge.train.monitor import (
+    ResumableCheckpoint,
+    SampleGifs,
+    StepMonitor,
+    backbone_flops,
+    enable_tf32,
+)
 
 
 def build_model(cfg: TrainParams, data: TrainData) -> TextToVideoModel:
@@ -77,6 +83,8 @@ def callbacks(
 
 
 def make_trainer(cfg: TrainParams, logger: MLFlowLogger, callbacks: list, has_val: bool) -> L.Trainer:
+    if cfg.accelerator != "cpu" and cfg.precision == "32":
+        enable_tf32()  # what the MFU peak for "32" assumes (reelforge.train.monitor.PEAK_TFLOPS)
     return L.Trainer(
         max_steps=cfg.steps,
         accelerator=cfg.accelerator,

@@ -36,3 +36,20 @@ def test_settings_given_per_call_override_the_saved_defaults():
     pipeline = _pipeline()
     assert pipeline.generate(PROMPTS[:1], [0], num_frames=6, steps=1, guidance=1.0).shape == (1, 6, 16, 16, 3)
     assert not np.array_equal(pipeline.generate(PROMPTS[:1], [0]), pipeline.generate(PROMPTS[:1], [1]))
+
+
+def test_sampling_runs_where_the_model_is():
+    """Prompt ids and noise follow the model to its device (here `meta`: any op that mixed in a CPU tensor
+    would raise), so sampling on a GPU does not fail at its first step."""
+    pipeline = _pipeline()
+    pipeline.model.to("meta")
+    x = pipeline.sample(PROMPTS, seeds=[0, 1], steps=2)
+    assert x.device.type == "meta" and x.shape == (2, 4, 3, 16, 16)
+
+
+def test_bf16_autocast_samples_videos_close_to_fp32():
+    pipeline = _pipeline()
+    want = pipeline.generate(PROMPTS[:1], [0], steps=2)
+    pipeline.to("cpu", autocast=torch.bfloat16)
+    got = pipeline.generate(PROMPTS[:1], [0], steps=2)
+    assert got.dtype == np.uint8 and np.abs(got.astype(int) - want.astype(int)).mean() < 8
