@@ -309,6 +309,14 @@ def ui(port: int = 5000, params: ParamsOpt = Path("params.yaml")) -> None:
     subprocess.run([mlflow_bin, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)])
 
 
+@app.command()
+def sizes() -> None:
+    """The named model sizes (train.model_size) with their parameter counts, counted from the code."""
+    from reelforge.model.backbone import size_table
+
+    print(size_table())
+
+
 def command_flags() -> dict[str, set[str]]:
     """Each command's long options, as typer builds them (what a dvc.yaml `cmd` may pass)."""
     group = typer.main.get_command(app)

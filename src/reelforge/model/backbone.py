@@ -144,3 +144,24 @@ def _check_backbone(backbone: CogVideoXTransformer3DModel, cfg: ModelConfig, tex
         )
     if problems:
         raise ValueError("backbone does not fit: " + "; ".join(problems))
+
+
+def size_table(vocab_size: int = 64, max_text_tokens: int = 16) -> str:
+    """The named sizes as a markdown table, with parameter counts of networks built on the meta device (no
+    memory): the backbone at a 16 x 32 x 32 x 3 input, the trained text encoder at `vocab_size` words."""
+    rows = ["| size | layers | heads x head_dim | patch | backbone parameters | text encoder parameters |"]
+    rows.append("|---|---|---|---|---|---|")
+    for name, d in MODEL_SIZES.items():
+        with torch.device("meta"):
+            model = TextToVideoModel(ModelConfig(name, 16, 32, 32, 3, vocab_size, max_text_tokens))
+        backbone = sum(p.numel() for p in model.backbone.parameters())
+        text = sum(p.numel() for p in model.text_encoder.parameters())
+        rows.append(
+            f"| `{name}` | {d.layers} | {d.heads} x {d.head_dim} | {d.patch_size} | {_count(backbone)} | "
+            f"{_count(text)} |"
+        )
+    return "\n".join(rows)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"

@@ -1,6 +1,7 @@
 """Named model sizes, one table: a leaf module (config validates `train.model_size` against it).
 
-Parameter counts in docs come from `reelforge.model.backbone.parameter_count`, not from these comments.
+Parameter counts are counted from the built networks (`reelforge sizes`,
+`reelforge.model.backbone.size_table`), never written by hand.
 """
 
 from __future__ import annotations
@@ -20,19 +21,19 @@ class ModelSize:
 
 
 MODEL_SIZES: dict[str, ModelSize] = {
-    # ~0.5M backbone params; ~1 s per batch of 16 at 16x32x32 pixels on 2 CPU cores.
+    # The CPU demo: ~1 s per batch of 16 at 16x32x32 pixels on 2 CPU cores.
     "tiny": ModelSize(
         layers=4, heads=4, head_dim=16, patch_size=4, time_embed_dim=64, text_dim=64, text_layers=2
     ),
-    # ~25M: a quick GPU smoke test.
+    # A quick GPU smoke test.
     "small": ModelSize(
         layers=8, heads=8, head_dim=32, patch_size=2, time_embed_dim=256, text_dim=256, text_layers=4
     ),
-    # CogVideoX-2B width/depth (~1.7B backbone): 1-8 x 80 GB GPUs, latent space, DDP or FSDP.
+    # CogVideoX-2B width/depth: 1-8 x 80 GB GPUs, latent space, DDP or FSDP.
     "base": ModelSize(
         layers=30, heads=30, head_dim=64, patch_size=2, time_embed_dim=512, text_dim=768, text_layers=6
     ),
-    # CogVideoX-5B width/depth (~5.6B backbone): 8 x 80 GB nodes, FSDP + gradient checkpointing.
+    # CogVideoX-5B width/depth: 8 x 80 GB nodes, FSDP + gradient checkpointing.
     "large": ModelSize(
         layers=42, heads=48, head_dim=64, patch_size=2, time_embed_dim=512, text_dim=1024, text_layers=8
     ),
