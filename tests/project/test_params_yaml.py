@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import yaml
 
-from reelforge.cli import command_flags
 from reelforge.config import Params, load_params
 from tests.conftest import REPO
 
@@ -25,15 +22,3 @@ def test_code_defaults_equal_params_yaml_key_for_key():
             assert raw[name][key] == value, (
                 f"{name}.{key}: code default {value!r} != params.yaml {raw[name][key]!r}"
             )
-
-
-def test_readme_names_only_commands_that_exist():
-    readme = (REPO / "README.md").read_text()
-    named = set(re.findall(r"`reelforge ([a-z][a-z-]+)", readme))
-    assert named and named <= set(command_flags()), named - set(command_flags())
-
-
-def test_the_size_table_in_the_docs_is_the_one_the_code_builds():
-    from reelforge.model.backbone import size_table
-
-    assert size_table() in (REPO / "docs/training.md").read_text()
