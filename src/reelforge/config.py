@@ -161,8 +161,8 @@ class TrainParams(Section):
     sample_every_n_steps: int = Field(250, ge=1, description="Sample GIFs for sample_prompts interval.")
     sample_prompts: list[str] = Field(
         default_factory=lambda: [
-            "a red circle moves right over a blue background",
-            "a yellow square moves up over a purple background",
+            "a red circle moves left over a black background",
+            "a yellow square moves left over a black background",
         ],
         description="Fixed prompts sampled (EMA weights, fixed seeds) during training.",
     )
