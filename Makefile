@@ -18,7 +18,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo-data: setup
-	test -d data/raw || $(BIN)/reelforge demo-data data/raw --videos $(DEMO_VIDEOS) --held-out evaluation/prompts.txt
+	test -d data/raw || $(BIN)/reelforge demo-data data/raw --videos $(DEMO_VIDEOS)
 
 demo: demo-data
 	$(BIN)/reelforge run

@@ -102,17 +102,13 @@ def train_probe(
 
 
 @torch.no_grad()
-def correct(probe: AttributeProbe, videos: np.ndarray, labels: list[dict[str, int]]) -> dict[str, np.ndarray]:
-    """Per attribute, and `all` (every attribute right): whether each video was read right, (N,) bool."""
-    logits, y = probe(frames_to_tensor(videos)), _targets(labels, probe.attributes)
-    right = {a: (logits[a].argmax(-1) == y[a]).numpy() for a in probe.attributes}
-    right["all"] = np.stack(list(right.values())).all(0)
-    return right
-
-
 def accuracy(probe: AttributeProbe, videos: np.ndarray, labels: list[dict[str, int]]) -> dict[str, float]:
     """Per-attribute accuracy, plus `all` (every attribute right)."""
-    return {a: float(r.mean()) for a, r in correct(probe, videos, labels).items()}
+    logits, y = probe(frames_to_tensor(videos)), _targets(labels, probe.attributes)
+    right = {a: logits[a].argmax(-1) == y[a] for a in probe.attributes}
+    out = {a: float(r.float().mean()) for a, r in right.items()}
+    out["all"] = float(torch.stack(list(right.values())).all(0).float().mean())
+    return out
 
 
 def chance(attributes: Attributes) -> dict[str, float]:
