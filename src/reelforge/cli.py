@@ -143,7 +143,7 @@ def evaluate(
     prompts: Path = typer.Option(..., help="Held-out prompt set, one per line."),
     metrics: Path = typer.Option(...),
     ground_truth: Path | None = typer.Option(
-        None, help="Demo ground truth (ground_truth.json); when the file exists an attribute probe runs."
+        None, help="Demo ground truth (ground_truth.json); when the file exists the pixel check runs."
     ),
     registration: Path | None = typer.Option(None, help="registration.json written by train."),
     version: str | None = typer.Option(None, help="Or: a registered version of registry.model_name."),
@@ -288,14 +288,29 @@ def status(params: ParamsOpt = Path("params.yaml")) -> None:
     name = cfg.registry.model_name
     version = champion_version(name, cfg.registry.alias)
     if version:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in version_metrics(name, version).items())
-        console.print(f"champion: {name} v{version} ({metrics})")
+        m = version_metrics(name, version)
+        console.print(f"champion: {name} v{version}")
+        learned = [
+            k for k in ("fvd_ref", "fvd", "clip_score_ref", "clip_score", "caption_match_ref") if k in m
+        ]
+        console.print("  " + ", ".join(f"{k} {_with_ci(m, k)}" for k in learned))
+        pixel = [k for k in m if k.startswith("pixel_") and k.endswith("_acc")]
+        if pixel:
+            console.print("  pixel check (share of its videos showing the prompted ...): " + ", ".join(
+                f"{k.removeprefix('pixel_').removesuffix('_acc')} {_with_ci(m, k)}" for k in pixel
+            ))  # fmt: skip
     else:
         console.print("champion: none yet")
     live = endpoint_status(cfg)
     console.print(f"endpoint {endpoint(cfg)}: " + (f"up, serving v{live['version']}" if live else "down"))
     if live:
         _print_curl(cfg)
+
+
+def _with_ci(metrics: dict[str, float], name: str) -> str:
+    if f"{name}_ci_low" in metrics:
+        return f"{metrics[name]:.3g} [{metrics[name + '_ci_low']:.3g}, {metrics[name + '_ci_high']:.3g}]"
+    return f"{metrics[name]:.3g}"
 
 
 @app.command()

@@ -3,7 +3,8 @@
 Gates (params.promote): absolute ones every candidate must clear (ratios to the real validation clips),
 then — when a champion exists — the candidate must beat it on fvd_ref and not trail it on clip_score_ref
 by more than a tolerance. Both were scored in the same evaluation run, on the same prompts, seeds and
-reference encoder.
+reference encoder. On demo data, `min_pixel_acc` adds per-attribute thresholds on the pixel check: the share
+of the candidate's videos that show what their prompt asked.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def decide(cfg: PromoteParams, report: dict) -> list[str]:
             f"clip_score_ref {candidate['clip_score_ref']:.3f} < promote.min_clip_score_ref_ratio "
             f"{cfg.min_clip_score_ref_ratio} x real clips' {real_score:.3f}"
         )
+    failures += _pixel_check(cfg, report)
     if champion is not None:
         if not candidate["fvd_ref"] < champion["fvd_ref"] - cfg.min_fvd_ref_gain:
             failures.append(
@@ -57,6 +59,28 @@ def decide(cfg: PromoteParams, report: dict) -> list[str]:
             failures.append(
                 f"clip_score_ref {candidate['clip_score_ref']:.3f} trails champion's "
                 f"{champion['clip_score_ref']:.3f} by more than {cfg.clip_score_ref_tolerance}"
+            )
+    return failures
+
+
+def _pixel_check(cfg: PromoteParams, report: dict) -> list[str]:
+    """Demo data: per check in `min_pixel_acc`, the share of the candidate's videos whose pixels show what
+    their prompt asked (reelforge.evaluate.pixelcheck). Thresholds without a pixel check fail, saying why."""
+    candidate, failures = report["candidate"], []
+    for check, least in cfg.min_pixel_acc.items():
+        name = f"pixel_{check}_acc"
+        if name not in candidate:
+            failures.append(
+                f"{name}: not measured (evaluation ran no pixel check: no ground-truth file, or no "
+                "evaluation prompt of the demo world); promote.min_pixel_acc needs it"
+            )
+        elif not candidate[name] >= least:
+            ci = ""
+            if f"{name}_ci_low" in candidate:
+                ci = f", 95% interval [{candidate[name + '_ci_low']:.3f}, {candidate[name + '_ci_high']:.3f}]"
+            failures.append(
+                f"{check}: {candidate[name]:.3f} of the videos show the prompted {check.replace('_', ' ')}"
+                f"{ci} < promote.min_pixel_acc.{check} {least}"
             )
     return failures
 

@@ -132,11 +132,13 @@ def test_champion_registered_with_metrics_in_mlflow(project):
         "candidate.clip_score",
         "candidate.clip_score_ci_low",
         "real.clip_score",
-        "candidate.probe_color_acc",
-        "real.probe_all_acc",
-        "chance.probe_shape_acc",
+        "candidate.pixel_color_acc",
+        "candidate.pixel_single_blob_acc_ci_low",
+        "real.pixel_all_acc",
+        "chance.pixel_shape_acc",
     } <= set(metrics)
     assert metrics["candidate.fvd_ci_low"] < metrics["candidate.fvd_ci_high"]
+    assert metrics["real.pixel_all_acc"] >= 0.95  # the check reads real clips right: it can be trusted
     assert protocol["protocol.extractor"].startswith("reelforge-ref-")
     assert protocol["protocol.fvd_extractor_sha256"] == file_sha256(proj / "i3d_torchscript.pt")
     assert protocol["protocol.clip_score_model_sha256"] == file_sha256(proj / "tiny-clip/model.safetensors")
@@ -144,6 +146,19 @@ def test_champion_registered_with_metrics_in_mlflow(project):
     assert {"samples/candidate_v1.gif", "samples/candidate_v1.mp4"} <= artifacts
     train_run = client.get_run(champion.run_id)
     assert "loss" in train_run.data.metrics and "data.manifest_sha256" in train_run.data.params
+
+
+def test_the_pixel_gate_rejects_an_undertrained_model(project):
+    """The first run's model trained 20 steps: with the pixel thresholds the demo aims for, the promotion
+    gate does not pass it, and names what its videos do not show."""
+    from reelforge.config import PromoteParams
+    from reelforge.promote import decide
+
+    report = json.loads((project[0] / "reports/metrics.json").read_text())
+    targets = {"background": 0.9, "color": 0.8, "single_blob": 0.8, "direction": 0.6}
+    failures = decide(PromoteParams(max_fvd_ref_ratio=1e6, min_pixel_acc=targets), report)
+    assert failures and all(f.split(":")[0] in targets for f in failures), failures
+    assert any("of the videos show the prompted" in f for f in failures)
 
 
 def _alias(proj: Path) -> str:
@@ -204,6 +219,7 @@ def test_second_run_changes_nothing(project):
     status = sh(proj, "reelforge", "status").stdout
     champion = _alias(proj)
     assert f"champion: reelforge-t2v v{champion}" in status and f"up, serving v{champion}" in status
+    assert "pixel check (share of its videos showing the prompted ...): background" in status
 
 
 def test_promotion_swaps_the_served_version_without_failed_requests(project, second_version):

@@ -29,9 +29,10 @@ def captions(ingested, tmp_path_factory):
     [
         {"precision": "bf16-mixed", "compile": True, "gradient_checkpointing": True},
         {"precision": "32"},
+        {"precision": "bf16-mixed", "compile": True, "model_size": "tiny-conv"},
         {"precision": "bf16-mixed", "strategy": "fsdp", "ema_decay": 0.0, "gradient_checkpointing": True},
     ],
-    ids=["bf16-compile-checkpointing", "tf32", "fsdp"],
+    ids=["bf16-compile-checkpointing", "tf32", "conv-bf16-compile", "fsdp"],
 )
 def test_training_on_gpu_samples_registers_and_serves_in_bf16(
     ingested, captions, tmp_path, monkeypatch, launch

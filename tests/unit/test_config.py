@@ -59,7 +59,7 @@ def _params(*overrides: str):
         (["train.strategy=ddp", "train.devices=3"], "train.batch_size 16 must be divisible by devices"),
         (["train.devices=2"], "set train.strategy to 'ddp' or 'fsdp'"),
         (["train.precision=bf16-mixed"], "train.precision must be '32' on accelerator 'cpu'"),
-        (["clip.size=30"], "clip.size 30 must be divisible by the patch_size 4 of train.model_size 'tiny'"),
+        (["clip.size=30"], "clip.size 30 must be divisible by 4 (the patch size, x 2 per conv level) of"),
         (["train.model_size=huge"], "train.model_size 'huge' is unknown"),
     ],
 )

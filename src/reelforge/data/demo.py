@@ -3,7 +3,7 @@
 Single-shot videos come with a caption sidecar (`<name>.txt`, like alt-text); multi-shot videos have hard
 cuts and no caption; a few files are broken. `ground_truth.json` describes every shot and the attribute
 vocabulary of the demo world; it is for tests and evaluation only (a declared input of the evaluate stage,
-for its attribute probe) — the training stages never read it.
+for its pixel check) — the training stages never read it.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ def make_demo_data(
         "height": HEIGHT,
         "seed": seed,
         "attributes": ATTRIBUTES,
+        "palette": {"color": COLORS, "background": BACKGROUNDS},  # RGB, for the pixel check
         "videos": records,
     }
     (out / GROUND_TRUTH).write_text(json.dumps(truth, indent=1))

@@ -1,4 +1,4 @@
-"""Scores of a set of videos: against their prompts (CLIP-style, caption read-back, the attribute probe)
+"""Scores of a set of videos: against their prompts (CLIP-style, caption read-back, the demo's pixel check)
 and against the real validation clips (Fréchet distances), each with a bootstrap interval.
 
 Metrics here use the pipeline's own reference encoder (the frozen captioner), so they are named `*_ref` and
@@ -24,7 +24,6 @@ import torch
 
 from reelforge.caption.captioner import CAPTIONER_DIR, ReferenceEncoder, frames_to_tensor, load_captioner
 from reelforge.config import EvaluateParams
-from reelforge.data.store import load_clips
 from reelforge.evaluate.extractors import CLIPScorer, I3DFeatures
 from reelforge.evaluate.metrics import (
     bootstrap_fd,
@@ -34,7 +33,7 @@ from reelforge.evaluate.metrics import (
     feature_stats,
     frechet_distance,
 )
-from reelforge.evaluate.probe import AttributeProbe, GroundTruth, accuracy, train_probe
+from reelforge.evaluate.pixelcheck import GroundTruth, check_videos
 from reelforge.model.text import decode, encode
 
 
@@ -96,7 +95,9 @@ def _fd_scores(name: str, real: torch.Tensor, generated: torch.Tensor, bootstrap
     return scores
 
 
-def _mean_scores(name: str, per_clip: torch.Tensor, bootstrap: int, seed: int) -> dict[str, float]:
+def _mean_scores(
+    name: str, per_clip: torch.Tensor | np.ndarray, bootstrap: int, seed: int
+) -> dict[str, float]:
     scores = {name: float(per_clip.mean())}
     if bootstrap:
         scores[f"{name}_ci_low"], scores[f"{name}_ci_high"] = bootstrap_mean(per_clip, bootstrap, seed)
@@ -129,33 +130,37 @@ def score_videos(
 
 
 @dataclass
-class Probe:
-    """The attribute probe of the demo world, trained on the real training clips the ground truth labels,
-    with its accuracy on the real validation clips (how far to trust it)."""
+class PixelCheck:
+    """The demo world's ground truth read back from pixels (`reelforge.evaluate.pixelcheck`), with how well
+    it reads the real validation clips (how far to trust it on generated ones)."""
 
     truth: GroundTruth
-    model: AttributeProbe
-    real_accuracy: dict[str, float]
+    real_accuracy: dict[str, float]  # `pixel_<check>_acc`, with 95% intervals (`*_ci_low`, `*_ci_high`)
+    bootstrap: int
+    seed: int
 
     @classmethod
-    def train(
-        cls, cfg: EvaluateParams, truth: GroundTruth, manifest: pd.DataFrame, clips_dir: Path,
-        val_ids: list[str], real_videos: np.ndarray,
-    ) -> Probe:  # fmt: skip
+    def of(
+        cls, cfg: EvaluateParams, truth: GroundTruth, manifest: pd.DataFrame, val_ids: list[str],
+        real_videos: np.ndarray,
+    ) -> PixelCheck:  # fmt: skip
+        if truth.palette is None:
+            raise ValueError("the ground-truth file has no palette: rewrite it with `reelforge demo-data`")
         labels = truth.label_clips(manifest)
-        train_ids = [c for c in manifest[manifest.split == "train"].clip_id if c in labels]
-        clips = load_clips(clips_dir, train_ids)
-        model = train_probe(
-            np.stack([clips[c] for c in train_ids]), [labels[c] for c in train_ids], truth.attributes,
-            cfg.probe_steps, cfg.probe_lr, cfg.probe_batch_size, cfg.seed,
-        )  # fmt: skip
         keep = [i for i, c in enumerate(val_ids) if c in labels]
-        return cls(truth, model, accuracy(model, real_videos[keep], [labels[val_ids[i]] for i in keep]))
+        check = cls(truth, {}, cfg.bootstrap, cfg.seed)
+        check.real_accuracy = check._scores(real_videos[keep], [labels[val_ids[i]] for i in keep])
+        return check
 
     def scores(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
-        parsed = [self.truth.parse_prompt(p) for p in prompts]
-        keep = [i for i, p in enumerate(parsed) if p is not None]
-        if not keep:
-            return {}
-        acc = accuracy(self.model, videos[keep], [parsed[i] for i in keep])
-        return {f"probe_{a}_acc": v for a, v in acc.items()}
+        """`pixel_<check>_acc` (and `pixel_all_acc`) on the videos whose prompts it can parse."""
+        wanted = [self.truth.parse_prompt(p) for p in prompts]
+        keep = [i for i, w in enumerate(wanted) if w is not None]
+        return self._scores(videos[keep], [wanted[i] for i in keep]) if keep else {}
+
+    def _scores(self, videos: np.ndarray, wanted: list[dict[str, str]]) -> dict[str, float]:
+        right = check_videos(videos, wanted, self.truth.palette)
+        scores = {}
+        for name, r in right.items():
+            scores |= _mean_scores(f"pixel_{name}_acc", r.astype(float), self.bootstrap, self.seed)
+        return scores

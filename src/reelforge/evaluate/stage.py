@@ -13,9 +13,9 @@ import numpy as np
 from reelforge.caption.captioner import read_captions
 from reelforge.config import EvaluateConfig, EvaluateParams
 from reelforge.data.store import load_clips, read_manifest
-from reelforge.evaluate.probe import GroundTruth, chance
+from reelforge.evaluate.pixelcheck import GroundTruth, chance
 from reelforge.evaluate.record import log_samples, record_on_version
-from reelforge.evaluate.scoring import Extractors, Probe, RealSet, score_videos
+from reelforge.evaluate.scoring import Extractors, PixelCheck, RealSet, score_videos
 from reelforge.files import write_json_atomic
 from reelforge.registry.models import Registration, load_pipeline
 from reelforge.registry.tracking import champion_version, setup
@@ -45,7 +45,7 @@ def run(
     metrics_path: str | Path,
 ) -> EvaluateResult:
     """Score the registered candidate and the champion on `prompts_path`; write the report to
-    `metrics_path`. A ground-truth file that exists adds the demo's attribute probe."""
+    `metrics_path`. A ground-truth file that exists adds the demo's pixel check."""
     ev = cfg.evaluate
     setup(cfg.registry)
     reg = Registration.load(registration_path)
@@ -63,7 +63,7 @@ def run(
         "candidate": reg.version,
         **({"champion": champion} if champion not in (None, reg.version) else {}),
     }
-    protocol = _protocol(cfg, ex, len(real.videos), len(prompt_list), prompts_path, len(prompts), real.probe)
+    protocol = _protocol(cfg, ex, len(real.videos), len(prompt_list), prompts_path, len(prompts), real.pixel)
     protocol |= {"candidate_version": reg.version, "champion_version": champion}
 
     # 3. One MLflow run: protocol, real scores and floors, then each version's samples and scores.
@@ -71,9 +71,9 @@ def run(
     with mlflow.start_run(run_name=f"evaluate v{reg.version}", tags={"stage": "evaluate"}) as active:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
         mlflow.log_metrics({f"real.{k}": v for k, v in real.scores.items()})
-        if real.probe:
-            attributes = real.probe.truth.attributes
-            mlflow.log_metrics({f"chance.probe_{a}_acc": v for a, v in chance(attributes).items()})
+        if real.pixel:
+            attributes = real.pixel.truth.attributes
+            mlflow.log_metrics({f"chance.pixel_{a}_acc": v for a, v in chance(attributes).items()})
         mlflow.log_metrics({f"real.{k}_split_half": v for k, v in floors.items() if v is not None})
         results = {
             role: _score_version(
@@ -99,8 +99,8 @@ def run(
 class _RealSide:
     videos: np.ndarray  # (N, T, H, W, 3) the real validation clips
     set: RealSet
-    scores: dict[str, float]  # their own scores against their captions (and the probe's accuracy)
-    probe: Probe | None
+    scores: dict[str, float]  # their own scores against their captions (and the pixel check's accuracy)
+    pixel: PixelCheck | None
 
 
 def _real_side(
@@ -118,13 +118,11 @@ def _real_side(
     real = RealSet.of(ex, videos)
     captions = read_captions(captions_dir).set_index("clip_id").caption
     scores = score_videos(ex, videos, [captions[c] for c in val.clip_id], None, ev.bootstrap, ev.seed)
-    probe = None
+    pixel = None
     if ground_truth_path and Path(ground_truth_path).is_file():
-        probe = Probe.train(
-            ev, GroundTruth(ground_truth_path), manifest, clips_dir, list(val.clip_id), videos
-        )
-        scores |= {f"probe_{a}_acc": v for a, v in probe.real_accuracy.items()}
-    return _RealSide(videos, real, scores, probe)
+        pixel = PixelCheck.of(ev, GroundTruth(ground_truth_path), manifest, list(val.clip_id), videos)
+        scores |= pixel.real_accuracy
+    return _RealSide(videos, real, scores, pixel)
 
 
 def _score_version(
@@ -136,7 +134,7 @@ def _score_version(
     mlflow.log_params({f"protocol.{role}.{k}": v for k, v in pipeline.generation_config.items()})
     videos = pipeline.generate(prompt_list, seeds)
     scores = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed)
-    scores |= real.probe.scores(videos, prompt_list) if real.probe else {}
+    scores |= real.pixel.scores(videos, prompt_list) if real.pixel else {}
     mlflow.log_metrics({f"{role}.{k}": v for k, v in scores.items()})
     rows = min(ev.gif_prompts, n_prompts)
     log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
@@ -150,7 +148,7 @@ def scores_of(result: dict) -> dict[str, float]:
 
 def _protocol(
     cfg: EvaluateConfig, ex: Extractors, n_real: int, n_generated: int, prompts_path: str | Path,
-    n_prompts: int, probe: Probe | None,
+    n_prompts: int, pixel: PixelCheck | None,
 ) -> dict:  # fmt: skip
     """What produced every number of this run (each version's own sampling settings are logged beside)."""
     ev = cfg.evaluate
@@ -163,7 +161,7 @@ def _protocol(
         "fvd_extractor_sha256": ex.i3d.sha256 if ex.i3d else None,
         "clip_score_model": ex.clip.name if ex.clip else None,
         "clip_score_model_sha256": ex.clip.sha256 if ex.clip else None,
-        "attribute_probe": "trained on the ground-truth file's labels" if probe else None,
+        "pixel_check": "demo palette from the ground-truth file, read from pixels" if pixel else None,
         "bootstrap_resamples": ev.bootstrap,
         "ci_level": 0.95,
         "prompt_set": str(prompts_path),

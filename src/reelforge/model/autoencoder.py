@@ -41,8 +41,8 @@ class Compression:
         step = self.spatial * patch_size
         if size % step:
             out.append(
-                f"clip.size {size} must be divisible by autoencoder downsampling {self.spatial} x patch_size "
-                f"{patch_size} = {step}; use e.g. {max(step, size // step * step)}"
+                f"clip.size {size} must be divisible by autoencoder downsampling {self.spatial} x the "
+                f"backbone's {patch_size} = {step}; use e.g. {max(step, size // step * step)}"
             )
         return out
 

@@ -1,4 +1,5 @@
-"""The text-to-video network: a text encoder feeding a diffusers CogVideoX video transformer.
+"""The text-to-video network: a text encoder feeding a video backbone, diffusers' CogVideoX transformer or
+the small conv U-Net of `reelforge.model.convnet` (the size table says which).
 
 The network only predicts; the noise process lives in `reelforge.model.diffusion`. Named sizes are one table.
 Saved in diffusers/transformers layout, so a fine-tuned backbone loads with diffusers directly:
@@ -19,7 +20,8 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 from torch import nn
 
-from reelforge.model.sizes import MODEL_SIZES, ModelSize
+from reelforge.model.convnet import ConvVideoBackbone
+from reelforge.model.sizes import MODEL_SIZES, ModelSize, spatial_multiple
 from reelforge.model.text import PretrainedTextEncoder, TextEncoder
 
 
@@ -58,11 +60,23 @@ class TextToVideoModel(nn.Module):
             cfg.vocab_size, cfg.max_text_tokens, d.text_dim, d.text_layers
         )
         text_dim = getattr(self.text_encoder, "dim", d.text_dim)
-        if backbone is None:
-            if cfg.height % d.patch_size or cfg.width % d.patch_size:
-                raise ValueError(
-                    f"clip size {cfg.height}x{cfg.width} must be divisible by patch_size {d.patch_size}"
-                )
+        if backbone is None and (cfg.height % d.spatial_multiple or cfg.width % d.spatial_multiple):
+            raise ValueError(
+                f"clip size {cfg.height}x{cfg.width} must be divisible by {d.spatial_multiple} (patch_size "
+                f"{d.patch_size}, x 2 per conv level) for size {cfg.size!r}"
+            )
+        if backbone is None and d.backbone == "conv":
+            backbone = ConvVideoBackbone(
+                in_channels=cfg.channels,
+                out_channels=cfg.channels,
+                text_embed_dim=text_dim,
+                max_text_seq_length=cfg.max_text_tokens,
+                channels=d.channels,
+                time_embed_dim=d.time_embed_dim,
+                heads=d.heads,
+                patch_size=d.patch_size,
+            )
+        elif backbone is None:
             backbone = CogVideoXTransformer3DModel(
                 num_attention_heads=d.heads,
                 attention_head_dim=d.head_dim,
@@ -104,7 +118,7 @@ class TextToVideoModel(nn.Module):
             model = cls(cfg)
             model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
             return model.eval()
-        backbone = CogVideoXTransformer3DModel.from_pretrained(model_dir / "backbone", local_files_only=True)
+        backbone = load_backbone(model_dir / "backbone")
         if cfg.pretrained_text_encoder:
             text_encoder = PretrainedTextEncoder(model_dir / "text_encoder")
         else:
@@ -115,13 +129,18 @@ class TextToVideoModel(nn.Module):
         return cls(cfg, backbone, text_encoder).eval()
 
 
-def load_backbone(path: str | Path) -> CogVideoXTransformer3DModel:
-    """A pretrained backbone to fine-tune, from a local diffusers directory."""
-    if not (Path(path) / "config.json").exists():
-        raise FileNotFoundError(
-            f"train.pretrained_path {path}: no config.json (expected a diffusers model dir)"
-        )
-    return CogVideoXTransformer3DModel.from_pretrained(str(path), local_files_only=True)
+BACKBONES = {cls.__name__: cls for cls in (CogVideoXTransformer3DModel, ConvVideoBackbone)}
+
+
+def load_backbone(path: str | Path) -> CogVideoXTransformer3DModel | ConvVideoBackbone:
+    """A backbone from a local diffusers directory, of the class its config.json names."""
+    config = Path(path) / "config.json"
+    if not config.exists():
+        raise FileNotFoundError(f"{path}: no config.json (expected a diffusers model dir)")
+    name = json.loads(config.read_text()).get("_class_name")
+    if name not in BACKBONES:
+        raise ValueError(f"{config}: backbone class {name!r} is not one of {sorted(BACKBONES)}")
+    return BACKBONES[name].from_pretrained(str(path), local_files_only=True)
 
 
 def _check_backbone(backbone: CogVideoXTransformer3DModel, cfg: ModelConfig, text_dim: int) -> None:
@@ -138,10 +157,9 @@ def _check_backbone(backbone: CogVideoXTransformer3DModel, cfg: ModelConfig, tex
             f"backbone max_text_seq_length {c.max_text_seq_length} != "
             f"train.max_text_tokens {cfg.max_text_tokens}"
         )
-    if cfg.height % c.patch_size or cfg.width % c.patch_size:
-        problems.append(
-            f"size {cfg.height}x{cfg.width} is not divisible by backbone patch_size {c.patch_size}"
-        )
+    multiple = spatial_multiple(c.patch_size, c.get("channels", ()))
+    if cfg.height % multiple or cfg.width % multiple:
+        problems.append(f"size {cfg.height}x{cfg.width} is not divisible by the backbone's {multiple}")
     if problems:
         raise ValueError("backbone does not fit: " + "; ".join(problems))
 
@@ -149,16 +167,20 @@ def _check_backbone(backbone: CogVideoXTransformer3DModel, cfg: ModelConfig, tex
 def size_table(vocab_size: int = 64, max_text_tokens: int = 16) -> str:
     """The named sizes as a markdown table, with parameter counts of networks built on the meta device (no
     memory): the backbone at a 16 x 32 x 32 x 3 input, the trained text encoder at `vocab_size` words."""
-    rows = ["| size | layers | heads x head_dim | patch | backbone parameters | text encoder parameters |"]
-    rows.append("|---|---|---|---|---|---|")
+    rows = [
+        "| size | backbone | layers | heads x head_dim | patch | backbone parameters "
+        "| text encoder parameters |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|")
     for name, d in MODEL_SIZES.items():
         with torch.device("meta"):
             model = TextToVideoModel(ModelConfig(name, 16, 32, 32, 3, vocab_size, max_text_tokens))
         backbone = sum(p.numel() for p in model.backbone.parameters())
         text = sum(p.numel() for p in model.text_encoder.parameters())
+        kind = f"conv U-Net {'/'.join(map(str, d.channels))}" if d.backbone == "conv" else "CogVideoX"
         rows.append(
-            f"| `{name}` | {d.layers} | {d.heads} x {d.head_dim} | {d.patch_size} | {_count(backbone)} | "
-            f"{_count(text)} |"
+            f"| `{name}` | {kind} | {d.layers} | {d.heads} x {d.head_dim} | {d.patch_size} | "
+            f"{_count(backbone)} | {_count(text)} |"
         )
     return "\n".join(rows)
 

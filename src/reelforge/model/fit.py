@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reelforge.config import TrainConfig
 from reelforge.model.autoencoder import compression
-from reelforge.model.sizes import MODEL_SIZES
+from reelforge.model.sizes import MODEL_SIZES, spatial_multiple
 
 
 def fit_problems(cfg: TrainConfig) -> list[str]:
@@ -16,9 +16,10 @@ def fit_problems(cfg: TrainConfig) -> list[str]:
     train = cfg.train
     try:
         if train.pretrained_path:
-            patch = json.loads((Path(train.pretrained_path) / "config.json").read_text())["patch_size"]
+            config = json.loads((Path(train.pretrained_path) / "config.json").read_text())
+            patch = spatial_multiple(config["patch_size"], config.get("channels", ()))
         else:
-            patch = MODEL_SIZES[train.model_size].patch_size
+            patch = MODEL_SIZES[train.model_size].spatial_multiple
         return compression(train.vae_path).problems(cfg.clip.num_frames, cfg.clip.size, patch)
     except (OSError, KeyError, ValueError) as exc:
         return [f"train.pretrained_path / train.vae_path: cannot read the model config: {exc}"]

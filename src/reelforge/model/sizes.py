@@ -11,19 +11,44 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelSize:
-    layers: int
+    layers: int  # transformer blocks; for a conv backbone, resolution levels (= len(channels))
     heads: int
     head_dim: int
-    patch_size: int
+    patch_size: int  # transformer patch; for a conv backbone, the pixel-unshuffle factor
     time_embed_dim: int
     text_dim: int  # width of the trained text encoder (a pretrained one brings its own)
     text_layers: int
+    backbone: str = "transformer"  # diffusers' CogVideoX transformer, or "conv" (reelforge.model.convnet)
+    channels: tuple[int, ...] = ()  # conv: width per level, each level halving the resolution
+
+    @property
+    def spatial_multiple(self) -> int:
+        return spatial_multiple(self.patch_size, self.channels)
+
+
+def spatial_multiple(patch_size: int, channels: tuple[int, ...] | list[int] = ()) -> int:
+    """What height and width must be divisible by, in the model's space: the patch, and a factor 2 per
+    extra level of a conv backbone (`channels`; a transformer has none)."""
+    return patch_size * 2 ** max(len(channels) - 1, 0)
 
 
 MODEL_SIZES: dict[str, ModelSize] = {
-    # The CPU demo: ~1 s per batch of 16 at 16x32x32 pixels on 2 CPU cores.
+    # The CPU demo: a CogVideoX transformer over 4x4 patches, ~1 s per batch of 16 at 16x32x32 on 2 cores.
     "tiny": ModelSize(
         layers=4, heads=4, head_dim=16, patch_size=4, time_embed_dim=64, text_dim=64, text_layers=2
+    ),
+    # A small conv U-Net for little data on CPU: at the same step cost it draws coherent blobs where `tiny`
+    # draws scattered patches (docs/training.md has the measurements).
+    "tiny-conv": ModelSize(
+        layers=3,
+        heads=4,
+        head_dim=32,
+        patch_size=2,
+        time_embed_dim=128,
+        text_dim=64,
+        text_layers=2,
+        backbone="conv",
+        channels=(32, 64, 128),
     ),
     # A quick GPU smoke test.
     "small": ModelSize(

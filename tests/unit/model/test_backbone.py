@@ -22,9 +22,28 @@ def test_model_shapes_and_save_load_round_trip(tmp_path):
     assert torch.equal(again(x, t, ids), out)
 
 
-def test_patch_size_mismatch_is_a_clear_error():
-    with pytest.raises(ValueError, match="divisible by patch_size"):
+def test_size_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="must be divisible by 8 .patch_size 2, x 2 per conv level"):
+        TextToVideoModel(ModelConfig("tiny-conv", 4, 20, 16, 3, 20, 6))
+    with pytest.raises(ValueError, match="must be divisible by 4 .patch_size 4"):
         TextToVideoModel(ModelConfig("tiny", 4, 18, 16, 3, 20, 6))
+
+
+def test_both_backbone_kinds_build_save_and_load(tmp_path):
+    from diffusers import CogVideoXTransformer3DModel
+
+    from reelforge.model.convnet import ConvVideoBackbone
+
+    x, t, ids = torch.randn(1, 4, 3, 16, 16), torch.tensor([500.0]), torch.randint(0, 20, (1, 6))
+    for size, kind in (("tiny-conv", ConvVideoBackbone), ("tiny", CogVideoXTransformer3DModel)):
+        model = TextToVideoModel(ModelConfig(size, 4, 16, 16, 3, 20, 6)).eval()
+        assert isinstance(model.backbone, kind)
+        model.save_pretrained(tmp_path / size)
+        assert torch.equal(TextToVideoModel.from_pretrained(tmp_path / size)(x, t, ids), model(x, t, ids))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad/config.json").write_text('{"_class_name": "UNet2DModel"}')
+    with pytest.raises(ValueError, match="backbone class 'UNet2DModel' is not one of"):
+        load_backbone(tmp_path / "bad")
 
 
 def test_versions_saved_in_the_single_file_layout_still_load(tmp_path):

@@ -1,0 +1,163 @@
+"""A small convolutional video backbone for little data and little compute: the CPU demo's default.
+
+A transformer over 4x4 patches, trained from scratch on a few dozen clips, learns no spatial coherence in a
+CPU budget (it draws scattered patches; docs/training.md has the measurements). Convolutions bring locality
+for free. This is a factorised 3D U-Net in the spirit of video diffusion U-Nets (spatial 2D convolutions
+per frame, temporal 1D convolutions per pixel, attention at the coarsest level only):
+
+    pixel-unshuffle 2  ->  [ResBlock + temporal conv] x levels, downsampling  ->  bottleneck: spatial
+    self-attention, temporal self-attention, cross-attention to the text tokens  ->  mirrored decoder with
+    skips  ->  pixel-shuffle 2
+
+Every block is FiLM-conditioned on the timestep, the mean text embedding and the frame's index (sinusoidal,
+so any frame count works). Same call as diffusers' CogVideoX transformer, and saved the same way
+(`save_pretrained` / `from_pretrained`, a `config.json` with `_class_name`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import get_timestep_embedding
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+
+def _groups(channels: int) -> int:
+    return min(8, channels // 4)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions per frame, FiLM from the conditioning between them; then a temporal 1D
+    convolution (kernel 3) per pixel, zero-initialised so each block starts as an identity over time."""
+
+    def __init__(self, cin: int, cout: int, cond_dim: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(_groups(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.film = nn.Linear(cond_dim, 2 * cout)
+        self.norm2, self.conv2 = nn.GroupNorm(_groups(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.temporal = nn.Conv1d(cout, cout, 3, padding=1)
+        nn.init.zeros_(self.temporal.weight)
+        nn.init.zeros_(self.temporal.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, frames: int) -> torch.Tensor:
+        """x (B*T, C, H, W), cond (B*T, cond_dim)."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
+        h = h + self.skip(x)
+        bt, c, hh, ww = h.shape
+        seq = h.view(bt // frames, frames, c, hh * ww).permute(0, 3, 2, 1).reshape(-1, c, frames)
+        mixed = self.temporal(F.silu(seq)).view(bt // frames, hh * ww, c, frames).permute(0, 3, 2, 1)
+        return h + mixed.reshape(bt, c, hh, ww)
+
+
+class Bottleneck(nn.Module):
+    """Attention where it is cheap (the coarsest grid): over space per frame, over time per position, and
+    from every position to the text tokens."""
+
+    def __init__(self, dim: int, text_dim: int, heads: int):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.spatial = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.temporal = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.cross = nn.MultiheadAttention(dim, heads, kdim=text_dim, vdim=text_dim, batch_first=True)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, frames: int) -> torch.Tensor:
+        bt, c, h, w = x.shape
+        b = bt // frames
+        s = x.flatten(2).transpose(1, 2)  # (B*T, HW, C)
+        n = self.norms[0](s)
+        s = s + self.spatial(n, n, n, need_weights=False)[0]
+        t = s.view(b, frames, h * w, c).transpose(1, 2).reshape(b * h * w, frames, c)
+        n = self.norms[1](t)
+        t = t + self.temporal(n, n, n, need_weights=False)[0]
+        s = t.view(b, h * w, frames, c).transpose(1, 2).reshape(bt, h * w, c)
+        keys = text.repeat_interleave(frames, dim=0)  # (B*T, L, text_dim)
+        s = s + self.cross(self.norms[2](s), keys, keys, need_weights=False)[0]
+        return s.transpose(1, 2).reshape(bt, c, h, w)
+
+
+class ConvVideoBackbone(ModelMixin, ConfigMixin):
+    """(B, T, C, H, W) noisy video, (B, L, text_embed_dim) text, (B,) timestep -> (B, T, C, H, W)."""
+
+    _supports_gradient_checkpointing = False
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        text_embed_dim: int = 64,
+        max_text_seq_length: int = 16,
+        channels: tuple[int, ...] = (32, 64, 128),
+        time_embed_dim: int = 128,
+        heads: int = 4,
+        patch_size: int = 2,  # pixel-unshuffle factor: H and W must be divisible by patch_size * 2^(levels-1)
+    ):
+        super().__init__()
+        self.freq_dim = channels[0]
+        self.cond = nn.Sequential(
+            nn.Linear(2 * self.freq_dim + text_embed_dim, time_embed_dim),
+            nn.SiLU(),
+            nn.Linear(time_embed_dim, time_embed_dim),
+        )
+        self.conv_in = nn.Conv2d(in_channels * patch_size**2, channels[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        cin = channels[0]
+        for i, c in enumerate(channels):
+            self.down.append(ResBlock(cin, c, time_embed_dim))
+            self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1) if i < len(channels) - 1 else None)
+            cin = c
+        self.mid = Bottleneck(channels[-1], text_embed_dim, heads)
+        self.mid_block = ResBlock(channels[-1], channels[-1], time_embed_dim)
+        self.up = nn.ModuleList()
+        for c in reversed(channels):
+            self.up.append(ResBlock(cin + c, c, time_embed_dim))
+            cin = c
+        self.upsample = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for c in reversed(channels[1:]))
+        self.norm_out = nn.GroupNorm(_groups(channels[0]), channels[0])
+        self.conv_out = nn.Conv2d(channels[0], out_channels * patch_size**2, 3, padding=1)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        return_dict: bool = False,
+    ) -> tuple[torch.Tensor]:
+        b, frames, c, h, w = hidden_states.shape
+        p = self.config.patch_size
+        step = get_timestep_embedding(timestep.expand(b).float(), self.freq_dim)  # (B, F)
+        index = torch.arange(frames, device=hidden_states.device, dtype=torch.float32)
+        frame = get_timestep_embedding(index, self.freq_dim)  # (T, F)
+        text = encoder_hidden_states.float().mean(dim=1)  # (B, text_dim)
+        cond = torch.cat(
+            [
+                step[:, None].expand(b, frames, -1),
+                frame[None].expand(b, frames, -1),
+                text[:, None].expand(b, frames, -1),
+            ],
+            dim=-1,
+        ).to(hidden_states.dtype)
+        cond = self.cond(cond).reshape(b * frames, -1)
+
+        x = F.pixel_unshuffle(hidden_states.reshape(b * frames, c, h, w), p)
+        x = self.conv_in(x)
+        skips = []
+        for block, down in zip(self.down, self.downsample, strict=True):
+            x = block(x, cond, frames)
+            skips.append(x)
+            if down is not None:
+                x = down(x)
+        x = self.mid_block(self.mid(x, encoder_hidden_states, frames), cond, frames)
+        for i, block in enumerate(self.up):
+            x = block(torch.cat([x, skips.pop()], dim=1), cond, frames)
+            if i < len(self.upsample):
+                x = self.upsample[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        x = self.conv_out(F.silu(self.norm_out(x)))
+        out = F.pixel_shuffle(x, p).reshape(b, frames, -1, h, w)
+        return (out,)
