@@ -259,15 +259,20 @@ def test_evaluate_a_registered_version_against_the_champion(project, second_vers
     before = _alias(proj)
     _set_alias(proj, second_version)
     out = proj / "scratch/metrics_v1.json"
+    truth = json.loads((proj / "data/raw/ground_truth.json").read_text())
+    del truth["palette"]  # a ground-truth file written before palettes were recorded
+    (proj / "scratch/old_truth.json").write_text(json.dumps(truth))
     try:
-        sh(
+        run = sh(
             proj, "reelforge", "evaluate", "--version", "1", "--clips", "data/clips",
             "--captions", "data/captions", "--prompts", "evaluation/prompts.txt", "--metrics", str(out),
-            "--set", "evaluate.bootstrap=0",
+            "--ground-truth", "scratch/old_truth.json", "--set", "evaluate.bootstrap=0",
         )  # fmt: skip
     finally:
         _set_alias(proj, before)
     report = json.loads(out.read_text())
+    assert "pixel check off: scratch/old_truth.json has no palette" in run.stdout
+    assert "pixel_color_acc" not in report["candidate"] and report["protocol"]["pixel_check"] is None
     assert report["candidate"]["version"] == "1" and report["champion"]["version"] == second_version
     assert report["protocol"]["n_generated"] == 12 and "fvd" in report["champion"]
     usage = sh(
