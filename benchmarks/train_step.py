@@ -1,14 +1,22 @@
 """Training step time: reelforge's Lightning step against a plain PyTorch loop doing the same work.
 
 Same model (a size from MODEL_SIZES), batch, optimizer (AdamW + warm-up/cosine), gradient clipping, EMA and
-data stream; both measured in the same run, in alternating rounds, after warm-up steps. Reports median step
-times, their ratio (target <= 1.05), samples/s, tokens/s and MFU against the matmul peak measured in the
-same run on the same device (and the data-sheet peak where the device is in
-reelforge.train.monitor.PEAK_TFLOPS).
+data stream; all measured in the same run, in alternating rounds, after warm-up steps. Three loops:
+
+- plain: the step written out by hand in PyTorch;
+- lightning: TextToVideoModule under a bare Trainer (no logger, no callbacks);
+- callbacks: the same Trainer with what a training run carries: the MLflow logger (SQLite, in a temp
+  folder), StepMonitor, and ResumableCheckpoint writing last.ckpt every --ckpt-every steps.
+
+Reports median step times, both ratios against plain (target <= 1.05 without callbacks), samples/s, tokens/s
+and MFU against the matmul peak measured in the same run on the same device (and the data-sheet peak where
+the device is in reelforge.train.monitor.PEAK_TFLOPS).
 
     python benchmarks/train_step.py          # CPU: tiny model, 16 x 3 x 32 x 32 pixels
     python benchmarks/train_step.py --accelerator gpu --size base --precision bf16-mixed \\
-        --frames 16 --channels 16 --height 32 --width 32 --batch 8    # latent 16 x 16 x 32 x 32 (256^2 video)
+        --frames 16 --channels 16 --height 32 --width 32 --batch 2    # latent 16 x 16 x 32 x 32 (256^2 video)
+
+At batch 8 that base configuration needs --grad-ckpt: without it the activations ran out of an H200's 139 GiB.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +36,14 @@ from reelforge.config import SchedulerParams, TrainParams
 from reelforge.model.backbone import ModelConfig, TextToVideoModel
 from reelforge.model.diffusion import RectifiedFlow
 from reelforge.train.module import EMA, BatchStream, TextToVideoModule, lr_lambda, step_generator
-from reelforge.train.monitor import backbone_flops, enable_tf32, measured_matmul_peak, table_peak
+from reelforge.train.monitor import (
+    ResumableCheckpoint,
+    StepMonitor,
+    backbone_flops,
+    enable_tf32,
+    measured_matmul_peak,
+    table_peak,
+)
 
 VOCAB, TEXT_LEN = 64, 16
 
@@ -105,26 +121,38 @@ class StepTimes(L.Callback):
         self.last = now
 
 
-def lightning_loop(args, device, steps: int) -> list[float]:
+def lightning_loop(args, device, steps: int, with_callbacks: bool = False) -> list[float]:
     cfg, model, stream = _setup(args, device)
     module = TextToVideoModule(
         model, RectifiedFlow(SchedulerParams()), cfg, torch.zeros(TEXT_LEN, dtype=torch.long)
     )
     timer = StepTimes(device)
-    trainer = L.Trainer(
-        max_steps=steps + 1,
-        accelerator=cfg.accelerator,
-        devices=1,
-        precision=cfg.precision,
-        gradient_clip_val=cfg.grad_clip,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[timer],
-    )
-    trainer.fit(module, DataLoader(stream, batch_size=None))
+    with tempfile.TemporaryDirectory() as tmp:
+        logger, extra = False, []
+        if with_callbacks:  # as reelforge.train.trainer.callbacks builds them, less the sample GIFs
+            from lightning.pytorch.loggers import MLFlowLogger
+
+            logger = MLFlowLogger("bench", tracking_uri=f"sqlite:///{tmp}/mlflow.db", run_name="bench")
+            shape = (args.batch, args.frames, args.channels, args.height, args.width)
+            patch = model.backbone.config.patch_size
+            tokens = args.frames * (args.height // patch) * (args.width // patch)
+            flops = backbone_flops(model.backbone, shape, TEXT_LEN) // args.batch
+            extra = [StepMonitor(flops, tokens, print_every=10**9), ResumableCheckpoint(tmp, args.ckpt_every)]
+        trainer = L.Trainer(
+            max_steps=steps + 1,
+            accelerator=cfg.accelerator,
+            devices=1,
+            precision=cfg.precision,
+            gradient_clip_val=cfg.grad_clip,
+            logger=logger,
+            log_every_n_steps=cfg.log_every_n_steps,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[*extra, timer],
+        )
+        trainer.fit(module, DataLoader(stream, batch_size=None))
     return timer.times
 
 
@@ -142,16 +170,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="Timed steps per round.")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ckpt-every", type=int, default=10, help="last.ckpt interval in the callbacks loop.")
     ap.add_argument("--out", type=Path, default=Path("reports/bench_train_step.json"))
     args = ap.parse_args()
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
     if device.type == "cuda" and args.precision == "32":
         enable_tf32()  # as training does: fp32 on CUDA is TF32 math
 
-    times = {"plain": [], "lightning": []}
-    for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both alike
-        times["plain"] += plain_loop(args, device, args.warmup + args.steps)[args.warmup :]
-        times["lightning"] += lightning_loop(args, device, args.warmup + args.steps)[args.warmup :]
+    times = {"plain": [], "lightning": [], "callbacks": []}
+    n = args.warmup + args.steps
+    for _ in range(args.rounds):  # alternate, so drift on a shared machine hits all alike
+        times["plain"] += plain_loop(args, device, n)[args.warmup :]
+        times["lightning"] += lightning_loop(args, device, n)[args.warmup :]
+        times["callbacks"] += lightning_loop(args, device, n, with_callbacks=True)[args.warmup :]
     median = {k: statistics.median(v) for k, v in times.items()}
 
     _, model, _ = _setup(args, device)
@@ -168,25 +199,34 @@ def main() -> None:
     for k, t in median.items():
         rows[k] = {
             "median_step_s": t,
+            "mean_step_s": statistics.fmean(times[k]),  # carries the every-N checkpoint writes
             "samples_per_s": args.batch / t,
             "tokens_per_s": tokens / t,
             "mfu_vs_measured_peak": flops / t / peak,
             "mfu_vs_datasheet_peak": flops / t / sheet if sheet else None,
         }
     ratio = median["lightning"] / median["plain"]
+    ratio_cb = median["callbacks"] / median["plain"]
+    mean_ratio_cb = statistics.fmean(times["callbacks"]) / statistics.fmean(times["plain"])
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"device {name}, model {args.size} ({n_params:.2f}M params), batch {shape}, "
           f"precision {args.precision}, {len(times['plain'])} steps each")  # fmt: skip
     print(f"backbone FLOPs/step {flops / 1e9:.2f} G; measured {dtype} matmul peak {peak / 1e12:.2f} TFLOP/s")
-    header = ("loop", "median s", "samples/s", "tokens/s", "MFU(meas)", "MFU(sheet)")
+    header = ("loop", "median s", "mean s", "samples/s", "tokens/s", "MFU(meas)", "MFU(sheet)")
     print(f"{header[0]:<10}" + "".join(f" {h:>10}" for h in header[1:]))
     for k, r in rows.items():
         sheet_mfu = f"{r['mfu_vs_datasheet_peak']:.1%}" if r["mfu_vs_datasheet_peak"] else "n/a"
         print(
-            f"{k:<10} {r['median_step_s']:>10.4f} {r['samples_per_s']:>10.1f} {r['tokens_per_s']:>12.0f} "
+            f"{k:<10} {r['median_step_s']:>10.4f} {r['mean_step_s']:>10.4f} {r['samples_per_s']:>10.1f} "
+            f"{r['tokens_per_s']:>12.0f} "
             f"{r['mfu_vs_measured_peak']:>10.1%} {sheet_mfu:>10}"
         )
     print(f"lightning / plain median step time: {ratio:.3f}x (target <= 1.05)")
+    print(
+        f"callbacks / plain median step time: {ratio_cb:.3f}x (MLflow logger every "
+        f"{TrainParams().log_every_n_steps} steps, StepMonitor, last.ckpt every {args.ckpt_every} steps); "
+        f"mean {mean_ratio_cb:.3f}x"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -196,6 +236,8 @@ def main() -> None:
         "datasheet_peak_flops": sheet,
         "results": rows,
         "lightning_over_plain": ratio,
+        "callbacks_over_plain": ratio_cb,
+        "callbacks_over_plain_mean": mean_ratio_cb,
         "step_times": times,
     }
     args.out.write_text(json.dumps(report, indent=2))

@@ -197,6 +197,12 @@ class TrainParams(Section):
                 "train.strategy 'fsdp' with train.ema_decay > 0 is not supported: the EMA keeps unsharded "
                 "copies of the weights; set train.ema_decay=0 or use 'ddp'"
             )
+        if self.strategy == "fsdp" and self.world_size > 1 and self.sample_prompts:
+            problems.append(
+                "train.sample_prompts are sampled on rank 0 alone, which weights sharded over "
+                f"{self.world_size} FSDP ranks do not allow; set train.sample_prompts to [] "
+                "(evaluate samples the saved model)"
+            )
         if self.world_size > 1 and self.strategy == "auto":
             problems.append(
                 f"train.devices x train.num_nodes = {self.world_size} processes: "

@@ -58,6 +58,10 @@ def _params(*overrides: str):
         (["train.strategy=fsdp"], "train.strategy 'fsdp' needs train.accelerator 'gpu'"),
         (["train.strategy=ddp", "train.devices=3"], "train.batch_size 16 must be divisible by devices"),
         (["train.devices=2"], "set train.strategy to 'ddp' or 'fsdp'"),
+        (
+            ["train.accelerator=gpu", "train.strategy=fsdp", "train.ema_decay=0", "train.devices=2"],
+            "set train.sample_prompts to []",
+        ),
         (["train.precision=bf16-mixed"], "train.precision must be '32' on accelerator 'cpu'"),
         (["clip.size=30"], "clip.size 30 must be divisible by 4 (the patch size, x 2 per conv level) of"),
         (["train.model_size=huge"], "train.model_size 'huge' is unknown"),

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 from torch.utils.data import IterableDataset
 
@@ -139,8 +140,27 @@ class TextToVideoModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Gradients are accumulated (and all-reduced across ranks) here, and not clipped yet.
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        self.log("grad_norm", torch.nn.utils.get_total_norm(grads))
+        if not self._fsdp:  # FSDP ranks hold shards: the global norm is logged where it is clipped
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            self.log("grad_norm", torch.nn.utils.get_total_norm(grads))
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        if not self._fsdp:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        # Lightning's FSDP precision plugin refuses norm clipping; the FSDP root module clips over every
+        # shard and returns the global (pre-clip) norm.
+        norm = self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val or math.inf)
+        self.log("grad_norm", norm)
+
+    @property
+    def _fsdp(self) -> bool:
+        return isinstance(self.trainer.strategy, FSDPStrategy)
 
     def optimizer_step(
         self,

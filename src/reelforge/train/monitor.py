@@ -186,7 +186,8 @@ class SampleGifs(EveryNSteps):
         if not trainer.is_global_zero or not self.prompts:
             return
         pl_module.model.eval()
-        with pl_module.ema_weights():
+        # The training precision's context: under FSDP bf16-mixed the weights are bf16 and the inputs are not.
+        with pl_module.ema_weights(), trainer.precision_plugin.forward_context():
             videos = self.sample_fn(self.prompts)  # (B, T, H, W, 3) uint8
         pl_module.model.train()
         run_id = trainer.logger.run_id

@@ -16,11 +16,13 @@ import lightning as L
 import mlflow
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.strategies import FSDPStrategy
 from torch.utils.data import DataLoader, TensorDataset
 
 from reelforge.config import TrainConfig, TrainParams
 from reelforge.files import atomic_dir
 from reelforge.model.autoencoder import Autoencoder
+from reelforge.model.backbone import TextToVideoModel
 from reelforge.model.fit import fit_problems
 from reelforge.model.pipeline import TextToVideoPipeline
 from reelforge.registry.lineage import dvc_lineage, git_commit
@@ -92,7 +94,10 @@ def run(
     print(f"rank {trainer.global_rank}/{trainer.world_size}: step {trainer.global_step}, "
           f"weights {weights_sha(model)[:16]}", flush=True)  # fmt: skip
 
-    # 4. Rank 0: save the EMA weights with everything needed to generate, log, register.
+    # 4. Rank 0: save the EMA weights (under FSDP, the full weights every rank gathers) with everything
+    # needed to generate, log, register.
+    if (plain := _unsharded(trainer, train, data)) is not None:
+        pipeline.model = plain
     registration = None
     if trainer.is_global_zero:
         with atomic_dir(model_dir) as out, module.ema_weights():
@@ -100,6 +105,19 @@ def run(
         registration = _register(cfg, trainer, model_dir, resume.step, seconds)
         registration.save(registration_path)
     return TrainResult(registration, trainer.global_step, resume.step)
+
+
+def _unsharded(trainer: L.Trainer, train: TrainParams, data: TrainData) -> TextToVideoModel | None:
+    """Under FSDP, a plain copy of the trained network on rank 0, loaded from the full weights that every rank
+    joins in gathering (sharded modules cannot be saved by one rank); None on other ranks and without FSDP."""
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return None
+    state = trainer.strategy.lightning_module_state_dict()  # collective; the full weights land on rank 0
+    if not trainer.is_global_zero:
+        return None
+    model = build_model(train, data)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return model
 
 
 def _loaders(
