@@ -18,7 +18,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo-data: setup
-	test -d data/raw || $(BIN)/reelforge demo-data data/raw --videos $(DEMO_VIDEOS)
+	test -d data/raw || $(BIN)/reelforge demo-data data/raw --videos $(DEMO_VIDEOS) --held-out evaluation/prompts.txt
 
 demo: demo-data
 	$(BIN)/reelforge run

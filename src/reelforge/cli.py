@@ -74,11 +74,15 @@ def demo_data(
     out_dir: Path,
     videos: int = typer.Option(24, help="Valid videos (3 broken files are added)."),
     seed: int = 0,
+    held_out: Path | None = typer.Option(
+        None, help="Prompt file (the evaluation prompts): no shot shows one of its attribute combinations."
+    ),
 ) -> None:
     """Write the built-in demo videos, caption sidecars, broken files and ground_truth.json."""
     from reelforge.data.demo import make_demo_data
 
-    truth = make_demo_data(out_dir, videos=videos, seed=seed)
+    prompts = held_out.read_text().splitlines() if held_out else None
+    truth = make_demo_data(out_dir, videos=videos, seed=seed, held_out=prompts)
     shots = sum(len(v["shots"]) for v in truth["videos"])
     console.print(f"wrote {len(truth['videos'])} files ({shots} shots) to {out_dir}")
 
@@ -188,6 +192,7 @@ def promote(
     d = stage_module("promote").run(cfg, evaluation, output)
     verdict = "promoted" if d.promoted else f"kept champion v{d.champion_after}"
     console.print(f"v{d.candidate_version}: {verdict}" + "".join(f"\n  - {f}" for f in d.failures))
+    console.print("".join(f"  {e}\n" for e in d.evidence), end="")
 
 
 @app.command()

@@ -248,21 +248,34 @@ PixelCheckName = Literal[(*PIXEL_CHECKS, "all")]
 
 class PromoteParams(Section):
     """Gates. The absolute ones are ratios to the real validation clips scored in the same run, because the
-    reference encoder's scale changes whenever it is retrained."""
+    reference encoder's scale changes whenever it is retrained; distances are compared at the same n. The
+    gates against the champion are paired bootstrap tests over the same prompts and seeds."""
 
     max_fvd_ref_ratio: float = Field(
         2.0,
         gt=0,
-        description="Candidate fvd_ref must be at most this times the real split-half fvd_ref floor.",
+        description="Candidate fvd_ref_floor_n (half the real clips vs as many generated) must be at most "
+        "this times the real split-half floor (half vs half: the same n).",
     )
     min_clip_score_ref_ratio: float = Field(
-        0.5, ge=0, description="Candidate clip_score_ref must be at least this times the real clips' score."
+        0.5,
+        ge=0,
+        description="Candidate clip_score_ref must be at least this times the real validation clips' score "
+        "against their given captions.",
     )
     min_fvd_ref_gain: float = Field(
-        0.0, ge=0, description="Candidate must beat the champion's fvd_ref by this."
+        0.0, ge=0, description="Candidate must beat the champion's fvd_ref by this, at `confidence`."
     )
     clip_score_ref_tolerance: float = Field(
-        1.0, ge=0, description="Candidate clip_score_ref may trail the champion's by at most this."
+        1.0,
+        ge=0,
+        description="Candidate clip_score_ref may trail the champion's by at most this, at `confidence`.",
+    )
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="Confidence of the paired tests against the champion (one-sided, bootstrap).",
     )
     min_pixel_acc: dict[PixelCheckName, float] = Field(
         default_factory=dict,

@@ -1,10 +1,15 @@
-"""Promote stage: move the `champion` alias to the candidate only when the gates in params pass.
+"""Promote stage: move the registry alias to the candidate only when every gate in params passes.
 
-Gates (params.promote): absolute ones every candidate must clear (ratios to the real validation clips),
-then — when a champion exists — the candidate must beat it on fvd_ref and not trail it on clip_score_ref
-by more than a tolerance. Both were scored in the same evaluation run, on the same prompts, seeds and
-reference encoder. On demo data, `min_pixel_acc` adds per-attribute thresholds on the pixel check: the share
-of the candidate's videos that show what their prompt asked.
+Gates (params.promote), all read from one evaluation run (same prompts, seeds and reference encoder):
+- absolute, every candidate: its Fréchet distance to half the real clips, at the floor's n, within a ratio
+  of the real-vs-real split-half floor (like with like: both n = half the validation clips); its clip score
+  at least a ratio of the real clips' score against their given captions. A floor or baseline that could
+  not be measured fails the gate, with the reason: a gate is never skipped.
+- against a champion: paired bootstrap tests over the same prompt/seed pairs. The candidate must beat the
+  champion's fvd_ref (by min_fvd_ref_gain) and not trail its clip_score_ref by more than the tolerance, each
+  at `confidence`; the decision states the mean difference, its interval and the p-value.
+- demo world (evaluation ran the pixel check): for each attribute in `min_pixel_acc`, the share of the
+  candidate's videos whose pixels show what their prompt asked, at least that threshold.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from mlflow import MlflowClient
 
 from reelforge.config import PromoteConfig, PromoteParams
@@ -30,59 +36,107 @@ class PromoteResult:
     champion_after: str | None
     promoted: bool
     failures: list[str]
+    evidence: list[str]  # the statistics each gate read, with intervals and p-values
     eval_run_id: str
 
 
-def decide(cfg: PromoteParams, report: dict) -> list[str]:
-    """Reasons the candidate in an evaluation report fails; an empty list means promote."""
+def decide(cfg: PromoteParams, report: dict) -> tuple[list[str], list[str]]:
+    """(reasons the candidate fails, the statistics each gate read); no reasons means promote."""
     candidate, champion = report["candidate"], report.get("champion")
-    floor, real_score = report["real_fvd_ref_split_half"], report["real"]["clip_score_ref"]
-    failures = []
-    if floor is not None and not candidate["fvd_ref"] <= cfg.max_fvd_ref_ratio * floor:
+    floor, real = report.get("floor", {}).get("fvd_ref"), report["real"].get("clip_score_ref")
+    n = report["protocol"].get("floor_n")
+    failures, evidence = [], []
+    if floor is None:
         failures.append(
-            f"fvd_ref {candidate['fvd_ref']:.3f} > promote.max_fvd_ref_ratio {cfg.max_fvd_ref_ratio} "
-            f"x real split-half floor {floor:.3f}"
+            "no real split-half floor: fewer than 4 validation clips; add videos or raise ingest.val_fraction"
         )
-    if not candidate["clip_score_ref"] >= cfg.min_clip_score_ref_ratio * real_score:
-        failures.append(
-            f"clip_score_ref {candidate['clip_score_ref']:.3f} < promote.min_clip_score_ref_ratio "
-            f"{cfg.min_clip_score_ref_ratio} x real clips' {real_score:.3f}"
-        )
-    failures += _pixel_check(cfg, report)
+    else:
+        gated = candidate["fvd_ref_floor_n"]
+        evidence.append(f"fvd_ref at n={n}: candidate {_ci(candidate, 'fvd_ref_floor_n')}, real floor "
+                        f"{_ci(report['floor'], 'fvd_ref')}")  # fmt: skip
+        if not gated <= cfg.max_fvd_ref_ratio * floor:
+            failures.append(
+                f"fvd_ref {gated:.3f} (n={n}) > promote.max_fvd_ref_ratio {cfg.max_fvd_ref_ratio} x real "
+                f"split-half floor {floor:.3f} (n={n})"
+            )
+    if real is None and cfg.min_clip_score_ref_ratio > 0:
+        failures.append("no real clip_score_ref baseline: fewer than 2 validation clips came with a caption")
+    elif real is not None:
+        real_ci = _ci(report["real"], "clip_score_ref")
+        evidence.append(f"clip_score_ref: candidate {_ci(candidate, 'clip_score_ref')}, real {real_ci}")
+        if not candidate["clip_score_ref"] >= cfg.min_clip_score_ref_ratio * real:
+            failures.append(
+                f"clip_score_ref {candidate['clip_score_ref']:.3f} < promote.min_clip_score_ref_ratio "
+                f"{cfg.min_clip_score_ref_ratio} x real clips' {real:.3f}"
+            )
+    failures += _pixel_check(cfg, report, evidence)
     if champion is not None:
-        if not candidate["fvd_ref"] < champion["fvd_ref"] - cfg.min_fvd_ref_gain:
-            failures.append(
-                f"fvd_ref {candidate['fvd_ref']:.3f} does not beat champion v{champion['version']}'s "
-                f"{champion['fvd_ref']:.3f} by promote.min_fvd_ref_gain {cfg.min_fvd_ref_gain}"
-            )
-        if candidate["clip_score_ref"] < champion["clip_score_ref"] - cfg.clip_score_ref_tolerance:
-            failures.append(
-                f"clip_score_ref {candidate['clip_score_ref']:.3f} trails champion's "
-                f"{champion['clip_score_ref']:.3f} by more than {cfg.clip_score_ref_tolerance}"
-            )
-    return failures
+        failures += _against_champion(cfg, report, evidence)
+    return failures, evidence
 
 
-def _pixel_check(cfg: PromoteParams, report: dict) -> list[str]:
-    """Demo data: per check in `min_pixel_acc`, the share of the candidate's videos whose pixels show what
-    their prompt asked (reelforge.evaluate.pixelcheck). Thresholds without a pixel check fail, saying why."""
-    candidate, failures = report["candidate"], []
+def _pixel_check(cfg: PromoteParams, report: dict, evidence: list[str]) -> list[str]:
+    """Demo data: the share of the candidate's videos whose pixels show each prompted attribute."""
+    if not report["protocol"].get("pixel_check"):
+        evidence.append("pixel check: not run (no ground-truth file with a palette: not the demo world)")
+        return [
+            f"pixel_{check}_acc: not measured (evaluation ran no pixel check); promote.min_pixel_acc needs it"
+            for check in cfg.min_pixel_acc
+        ]  # a gate that cannot be measured fails, never passes unseen
+    candidate, real, failures = report["candidate"], report["real"], []
     for check, least in cfg.min_pixel_acc.items():
         name = f"pixel_{check}_acc"
         if name not in candidate:
+            failures.append(f"{name}: not measured (no evaluation prompt is a demo-world prompt)")
+            continue
+        on_real = _ci(real, name) if name in real else "not measured"
+        evidence.append(f"{name}: candidate {_ci(candidate, name)}, real clips {on_real}")
+        if not candidate[name] >= least:
             failures.append(
-                f"{name}: not measured (evaluation ran no pixel check: no ground-truth file, or no "
-                "evaluation prompt of the demo world); promote.min_pixel_acc needs it"
-            )
-        elif not candidate[name] >= least:
-            ci = ""
-            if f"{name}_ci_low" in candidate:
-                ci = f", 95% interval [{candidate[name + '_ci_low']:.3f}, {candidate[name + '_ci_high']:.3f}]"
-            failures.append(
-                f"{check}: {candidate[name]:.3f} of the videos show the prompted {check.replace('_', ' ')}"
-                f"{ci} < promote.min_pixel_acc.{check} {least}"
+                f"{check}: {candidate[name]:.3f} of the videos show the prompted {check.replace('_', ' ')} "
+                f"< promote.min_pixel_acc.{check} {least} ({_ci(candidate, name)})"
             )
     return failures
+
+
+def _against_champion(cfg: PromoteParams, report: dict, evidence: list[str]) -> list[str]:
+    """Paired bootstrap tests, one-sided at cfg.confidence."""
+    paired, version = report.get("paired"), report["champion"]["version"]
+    if not paired:
+        return [f"no paired comparison with champion v{version}: evaluate.bootstrap is 0"]
+    alpha, failures = 1 - cfg.confidence, []
+    fvd = np.asarray(paired["fvd_ref_delta"])  # candidate - champion: negative is better
+    p_fvd = float(np.mean(fvd >= -cfg.min_fvd_ref_gain))
+    evidence.append(f"fvd_ref candidate - champion v{version}: {_delta(fvd, cfg.confidence)}, "
+                    f"p(not better by {cfg.min_fvd_ref_gain}) = {p_fvd:.3f}")  # fmt: skip
+    if not p_fvd < alpha:
+        failures.append(
+            f"fvd_ref does not beat champion v{version}'s by promote.min_fvd_ref_gain {cfg.min_fvd_ref_gain} "
+            f"at confidence {cfg.confidence} (paired p = {p_fvd:.3f}; {_delta(fvd, cfg.confidence)})"
+        )
+    clip = np.asarray(paired["clip_score_ref_delta"])  # candidate - champion: negative is worse
+    p_clip = float(np.mean(clip <= -cfg.clip_score_ref_tolerance))
+    evidence.append(f"clip_score_ref candidate - champion v{version}: {_delta(clip, cfg.confidence)}, "
+                    f"p(trails by {cfg.clip_score_ref_tolerance}) = {p_clip:.3f}")  # fmt: skip
+    if not p_clip < alpha:
+        failures.append(
+            f"clip_score_ref may trail champion v{version}'s by more than promote.clip_score_ref_tolerance "
+            f"{cfg.clip_score_ref_tolerance} (paired p = {p_clip:.3f}; {_delta(clip, cfg.confidence)})"
+        )
+    return failures
+
+
+def _ci(scores: dict, name: str) -> str:
+    if f"{name}_ci_low" in scores:
+        return f"{scores[name]:.3f} [{scores[f'{name}_ci_low']:.3f}, {scores[f'{name}_ci_high']:.3f}]"
+    return f"{scores[name]:.3f}"
+
+
+def _delta(deltas: np.ndarray, confidence: float) -> str:
+    lo, hi = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return (
+        f"mean {deltas.mean():.3f}, {confidence:.0%} interval [{lo:.3f}, {hi:.3f}], {len(deltas)} resamples"
+    )
 
 
 def run(cfg: PromoteConfig, evaluation_path: str | Path, decision_path: str | Path) -> PromoteResult:
@@ -97,7 +151,7 @@ def run(cfg: PromoteConfig, evaluation_path: str | Path, decision_path: str | Pa
             f"the champion moved to v{champion_now} after evaluation compared against "
             f"v{report['protocol']['champion_version']}; re-run evaluation (dvc repro -f evaluate)"
         )
-    failures = decide(cfg.promote, report)
+    failures, evidence = decide(cfg.promote, report)
     promoted = not failures
     if promoted:
         MlflowClient().set_registered_model_alias(name, alias, candidate["version"])
@@ -108,6 +162,7 @@ def run(cfg: PromoteConfig, evaluation_path: str | Path, decision_path: str | Pa
         champion_after=candidate["version"] if promoted else champion_now,
         promoted=promoted,
         failures=failures,
+        evidence=evidence,
         eval_run_id=report["eval_run_id"],
     )
     write_json_atomic(decision_path, asdict(decision))

@@ -81,7 +81,18 @@ def project(tmp_path_factory):
     sh(proj, "git", "init", "-q")
     sh(proj, "git", "add", "-A")
     sh(proj, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "project")
-    sh(proj, "reelforge", "demo-data", "data/raw", "--videos", "10", "--seed", "5")  # DVC, not Git, tracks it
+    sh(
+        proj,
+        "reelforge",
+        "demo-data",
+        "data/raw",
+        "--videos",
+        "10",
+        "--seed",
+        "5",
+        "--held-out",
+        "evaluation/prompts.txt",
+    )  # DVC, not Git, tracks it
     first = sh(proj, "reelforge", "run")
     yield proj, first
     sh(proj, "reelforge", "serve", "stop", check=False)
@@ -127,8 +138,13 @@ def test_champion_registered_with_metrics_in_mlflow(project):
         "candidate.fvd",
         "candidate.fvd_ci_low",
         "candidate.clip_score_ref_ci_high",
-        "real.fvd_split_half",
-        "real.fvd_ref_split_half",
+        "floor.fvd",
+        "floor.fvd_ref",
+        "floor.fvd_ref_ci_low",
+        "candidate.fvd_ref_floor_n",
+        "candidate.fvd_floor_n",
+        "candidate.caption_match_ref_ci_low",
+        "candidate.pixel_all_acc_ci_high",
         "candidate.clip_score",
         "candidate.clip_score_ci_low",
         "real.clip_score",
@@ -140,6 +156,9 @@ def test_champion_registered_with_metrics_in_mlflow(project):
     assert metrics["candidate.fvd_ci_low"] < metrics["candidate.fvd_ci_high"]
     assert metrics["real.pixel_all_acc"] >= 0.95  # the check reads real clips right: it can be trusted
     assert protocol["protocol.extractor"].startswith("reelforge-ref-")
+    assert protocol["protocol.floor_n"] == str(int(protocol["protocol.n_real"]) // 2)
+    assert "protocol.prompts_equal_to_a_training_caption" in protocol
+    assert protocol["protocol.candidate.steps"] == "4"  # what v1 sampled with: its own generation.json
     assert protocol["protocol.fvd_extractor_sha256"] == file_sha256(proj / "i3d_torchscript.pt")
     assert protocol["protocol.clip_score_model_sha256"] == file_sha256(proj / "tiny-clip/model.safetensors")
     artifacts = {a.path for a in client.list_artifacts(eval_run.info.run_id, "samples")}
@@ -156,9 +175,10 @@ def test_the_pixel_gate_rejects_an_undertrained_model(project):
 
     report = json.loads((project[0] / "reports/metrics.json").read_text())
     targets = {"background": 0.9, "color": 0.8, "single_blob": 0.8, "direction": 0.6}
-    failures = decide(PromoteParams(max_fvd_ref_ratio=1e6, min_pixel_acc=targets), report)
+    failures, evidence = decide(PromoteParams(max_fvd_ref_ratio=1e6, min_pixel_acc=targets), report)
     assert failures and all(f.split(":")[0] in targets for f in failures), failures
     assert any("of the videos show the prompted" in f for f in failures)
+    assert any(e.startswith("pixel_single_blob_acc: candidate") for e in evidence)
 
 
 def _alias(proj: Path) -> str:

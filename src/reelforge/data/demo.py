@@ -78,11 +78,21 @@ def render_shot(shot: Shot, num_frames: int, rng: np.random.Generator) -> np.nda
     return frames
 
 
-def _random_shot(rng: np.random.Generator, start_s: float, duration_s: float, avoid_bg: str | None) -> Shot:
-    color = str(rng.choice(list(COLORS)))
-    shape = str(rng.choice(SHAPES))
-    direction = str(rng.choice(list(DIRECTIONS)))
-    background = str(rng.choice([b for b in BACKGROUNDS if b != avoid_bg]))  # a cut always changes the scene
+def _random_shot(
+    rng: np.random.Generator,
+    start_s: float,
+    duration_s: float,
+    avoid_bg: str | None,
+    held_out: frozenset[str] = frozenset(),
+) -> Shot:
+    """A shot of random attributes whose caption is none of the `held_out` (evaluation) prompts."""
+    while True:
+        color = str(rng.choice(list(COLORS)))
+        shape = str(rng.choice(SHAPES))
+        direction = str(rng.choice(list(DIRECTIONS)))
+        background = str(rng.choice([b for b in BACKGROUNDS if b != avoid_bg]))  # a cut changes the scene
+        if caption_for(color, shape, direction, background) not in held_out:
+            break
     return Shot(
         start_s,
         start_s + duration_s,
@@ -99,9 +109,16 @@ def _frames_for(seconds: float) -> int:
 
 
 def make_demo_data(
-    out_dir: str | Path, videos: int = 24, seed: int = 0, multi_shot_fraction: float = 0.35
+    out_dir: str | Path,
+    videos: int = 24,
+    seed: int = 0,
+    multi_shot_fraction: float = 0.35,
+    held_out: list[str] | None = None,
 ) -> dict:
-    """Write `videos` valid videos plus three broken files and ground_truth.json into out_dir."""
+    """Write `videos` valid videos plus three broken files and ground_truth.json into out_dir. No shot
+    shows an attribute combination of the `held_out` prompts (the evaluation prompts), so evaluation asks
+    for what training never saw."""
+    held = frozenset(p.strip().lower() for p in held_out or [])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -114,7 +131,7 @@ def make_demo_data(
         shots, chunks, t, prev_bg = [], [], 0.0, None
         for d in durations:
             n = _frames_for(d)
-            shot = _random_shot(rng, t, n / FPS, prev_bg)
+            shot = _random_shot(rng, t, n / FPS, prev_bg, held)
             chunks.append(render_shot(shot, n, rng))
             shots.append(shot)
             t, prev_bg = shot.end_s, shot.background
@@ -132,6 +149,7 @@ def make_demo_data(
         )
     records += _write_broken(out, rng)
     truth = {
+        "held_out_prompts": sorted(held),
         "fps": FPS,
         "width": WIDTH,
         "height": HEIGHT,

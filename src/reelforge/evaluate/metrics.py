@@ -76,13 +76,44 @@ def bootstrap_mean(values: Features, n: int, seed: int, level: float = 0.95) -> 
     return float(lo), float(hi)
 
 
-def caption_match(read_back: list[str], prompts: list[str]) -> float:
-    """Mean share of each prompt's informative words (those not in every prompt) found in the read-back
+def paired_fd_deltas(real: Features, a: Features, b: Features, n: int, seed: int) -> np.ndarray:
+    """Bootstrap distribution (n,) of FD(real, a) - FD(real, b) for two models' features `a` and `b` of the
+    same prompts and seeds (row i of each is the same prompt and seed): each resample draws the real clips
+    and one set of prompt/seed indices used for both models, so the models are compared pair by pair."""
+    real, a, b = _f64(real), _f64(a), _f64(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired features must have the same shape, got {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    out = np.empty(n)
+    for k in range(n):
+        stats = feature_stats(real[rng.integers(0, len(real), len(real))])
+        pick = rng.integers(0, len(a), len(a))
+        out[k] = frechet_distance(*stats, *feature_stats(a[pick])) - frechet_distance(
+            *stats, *feature_stats(b[pick])
+        )
+    return out
+
+
+def paired_mean_deltas(a: Features, b: Features, n: int, seed: int) -> np.ndarray:
+    """Bootstrap distribution (n,) of mean(a - b) for per-sample scores of the same prompts and seeds."""
+    d = _f64(a) - _f64(b)
+    rng = np.random.default_rng(seed)
+    return d[rng.integers(0, len(d), (n, len(d)))].mean(axis=1)
+
+
+def caption_shares(read_back: list[str], prompts: list[str]) -> np.ndarray:
+    """Per prompt, the share of its informative words (those not in every prompt) found in the read-back
     caption. Words every prompt shares ("a", "moves", ...) would score for free, so they do not count."""
     words = [set(p.lower().split()) for p in prompts]
     common = set.intersection(*words)
-    shares = [
-        len((w - common) & set(r.split())) / max(len(w - common), 1)
-        for w, r in zip(words, read_back, strict=True)
-    ]
-    return float(np.mean(shares))
+    return np.array(
+        [
+            len((w - common) & set(r.split())) / max(len(w - common), 1)
+            for w, r in zip(words, read_back, strict=True)
+        ]
+    )
+
+
+def caption_match(read_back: list[str], prompts: list[str]) -> float:
+    """Mean of `caption_shares`: does a caption read back what was asked?"""
+    return float(np.mean(caption_shares(read_back, prompts)))

@@ -28,7 +28,7 @@ from reelforge.evaluate.extractors import CLIPScorer, I3DFeatures
 from reelforge.evaluate.metrics import (
     bootstrap_fd,
     bootstrap_mean,
-    caption_match,
+    caption_shares,
     clip_style_score,
     feature_stats,
     frechet_distance,
@@ -64,28 +64,45 @@ class Extractors:
 
 @dataclass
 class RealSet:
-    """Features of the real validation clips, per extractor, computed once per evaluation run."""
+    """Features of the real validation clips, per extractor, computed once per evaluation run.
 
-    ref: torch.Tensor
-    i3d: torch.Tensor | None
+    Fréchet distance is biased by sample count, so a gate compares distances at the same n only: the
+    real-vs-real floor is half A against half B (n = half each), and the distance it is compared with is half
+    A against `half` generated clips (a fixed, seeded subset of the prompts and seeds: the same subset for
+    every version)."""
+
+    ref: torch.Tensor  # (N, D)
+    i3d: torch.Tensor | None  # (N, 400)
 
     @classmethod
     def of(cls, extractors: Extractors, videos: np.ndarray) -> RealSet:
         return cls(extractors.features(videos)[0], extractors.i3d(videos) if extractors.i3d else None)
 
-    def floors(self) -> dict[str, float | None]:
-        """Real-vs-real floor of each Fréchet distance: two halves of the real set (at half the count)."""
-        return {
-            "fvd_ref": split_half(self.ref),
-            **({"fvd": split_half(self.i3d)} if self.i3d is not None else {}),
-        }
+    @property
+    def half(self) -> int:
+        return len(self.ref) // 2
 
+    def floors(self, bootstrap: int, seed: int) -> dict[str, float]:
+        """Real-vs-real floor of each Fréchet distance, half A vs half B, with its interval; empty when the
+        halves are too small for a covariance (fewer than 2 clips each)."""
+        if self.half < 2:
+            return {}
+        out = _fd_scores(
+            "fvd_ref", self.ref[: self.half], self.ref[self.half : 2 * self.half], bootstrap, seed
+        )
+        if self.i3d is not None:
+            h = self.half
+            out |= _fd_scores("fvd", self.i3d[:h], self.i3d[h : 2 * h], bootstrap, seed)
+        return out
 
-def split_half(features: torch.Tensor) -> float | None:
-    half = len(features) // 2
-    if half < 2:
-        return None
-    return frechet_distance(*feature_stats(features[:half]), *feature_stats(features[half:]))
+    def generated_subset(self, n_generated: int, seed: int) -> np.ndarray:
+        """Which `half` of the generated clips are compared with half A (sorted indices)."""
+        if n_generated < self.half:
+            raise ValueError(
+                f"{n_generated} generated clips cannot be compared with the real floor at n = {self.half} "
+                "(half the validation clips): raise evaluate.samples_per_prompt or add prompts"
+            )
+        return np.sort(np.random.default_rng(seed).choice(n_generated, self.half, replace=False))
 
 
 def _fd_scores(name: str, real: torch.Tensor, generated: torch.Tensor, bootstrap: int, seed: int) -> dict:
@@ -104,6 +121,15 @@ def _mean_scores(
     return scores
 
 
+@dataclass
+class Scored:
+    """A set of videos' scores, and the per-clip values a paired comparison of two models needs."""
+
+    scores: dict[str, float]
+    ref_features: torch.Tensor  # (N, D)
+    clip_score_ref: torch.Tensor  # (N,)
+
+
 def score_videos(
     ex: Extractors,
     videos: np.ndarray,
@@ -111,22 +137,28 @@ def score_videos(
     real: RealSet | None,
     bootstrap: int = 0,
     seed: int = 0,
-) -> dict[str, float]:
-    """Metrics of (N, T, H, W, 3) videos against their prompts and, when given, the real set."""
+) -> Scored:
+    """Metrics of (N, T, H, W, 3) videos against their prompts and, when given, the real set: the distance
+    at all N (`fvd_ref`, for comparing models at equal N) and at the floor's n (`fvd_ref_floor_n`)."""
     ref = ex.ref
     feats, emb = ex.features(videos)
     with torch.no_grad():
         text = ref.model.text_embedding(encode(ref.tokenizer, prompts, ref.model.cfg.max_tokens))
         read_back = [decode(ref.tokenizer, s) for s in ref.model.generate(frames_to_tensor(videos))]
-    scores = _mean_scores("clip_score_ref", clip_style_score(emb, text), bootstrap, seed)
-    scores["caption_match_ref"] = caption_match(read_back, prompts)
+    clip_ref = clip_style_score(emb, text)
+    scores = _mean_scores("clip_score_ref", clip_ref, bootstrap, seed)
+    scores |= _mean_scores("caption_match_ref", caption_shares(read_back, prompts), bootstrap, seed)
     if ex.clip is not None:
         scores |= _mean_scores("clip_score", ex.clip(videos, prompts), bootstrap, seed)
     if real is not None:
         scores |= _fd_scores("fvd_ref", real.ref, feats, bootstrap, seed)
+        pick, h = real.generated_subset(len(videos), seed), real.half
+        scores |= _fd_scores("fvd_ref_floor_n", real.ref[:h], feats[pick], bootstrap, seed)
         if ex.i3d is not None:
-            scores |= _fd_scores("fvd", real.i3d, ex.i3d(videos), bootstrap, seed)
-    return scores
+            i3d = ex.i3d(videos)
+            scores |= _fd_scores("fvd", real.i3d, i3d, bootstrap, seed)
+            scores |= _fd_scores("fvd_floor_n", real.i3d[:h], i3d[pick], bootstrap, seed)
+    return Scored(scores, feats, clip_ref)
 
 
 @dataclass

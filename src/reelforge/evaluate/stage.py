@@ -13,9 +13,10 @@ import numpy as np
 from reelforge.caption.captioner import read_captions
 from reelforge.config import EvaluateConfig, EvaluateParams
 from reelforge.data.store import load_clips, read_manifest
+from reelforge.evaluate.metrics import paired_fd_deltas, paired_mean_deltas
 from reelforge.evaluate.pixelcheck import GroundTruth, chance
 from reelforge.evaluate.record import log_samples, record_on_version
-from reelforge.evaluate.scoring import Extractors, PixelCheck, RealSet, score_videos
+from reelforge.evaluate.scoring import Extractors, PixelCheck, RealSet, Scored, score_videos
 from reelforge.files import write_json_atomic
 from reelforge.registry.models import Registration, load_pipeline
 from reelforge.registry.tracking import champion_version, setup
@@ -63,50 +64,69 @@ def run(
         "candidate": reg.version,
         **({"champion": champion} if champion not in (None, reg.version) else {}),
     }
-    protocol = _protocol(cfg, ex, len(real.videos), len(prompt_list), prompts_path, len(prompts), real.pixel)
+    protocol = _protocol(cfg, ex, real, len(prompt_list), prompts_path, prompts)
     protocol |= {"candidate_version": reg.version, "champion_version": champion}
 
-    # 3. One MLflow run: protocol, real scores and floors, then each version's samples and scores.
-    floors = real.set.floors()
+    # 3. One MLflow run: protocol, real scores and floors, each version's samples and scores, the paired test.
     with mlflow.start_run(run_name=f"evaluate v{reg.version}", tags={"stage": "evaluate"}) as active:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
-        mlflow.log_metrics({f"real.{k}": v for k, v in real.scores.items()})
-        if real.pixel:
-            attributes = real.pixel.truth.attributes
-            mlflow.log_metrics({f"chance.pixel_{a}_acc": v for a, v in chance(attributes).items()})
-        mlflow.log_metrics({f"real.{k}_split_half": v for k, v in floors.items() if v is not None})
-        results = {
+        real.log()
+        scored = {
             role: _score_version(
                 ev, ex, real, role, reg.model_name, version, prompt_list, seeds, len(prompts)
             )
             for role, version in versions.items()
         }
+        comparison = _paired(scored, real, ev) if "champion" in scored and ev.bootstrap else None
+        if comparison:
+            mlflow.log_metrics({f"paired.{k}_mean": float(np.mean(comparison[k])) for k in PAIRED})
+        results = {role: {"version": versions[role], **sc.scores} for role, sc in scored.items()}
         record_on_version(
-            reg.model_name, reg.version, scores_of(results["candidate"]), active.info.run_id, reg.run_id,
+            reg.model_name,
+            reg.version,
+            scored["candidate"].scores,
+            active.info.run_id,
+            reg.run_id,
             ex.ref.name,
-        )  # fmt: skip
+        )
 
     # 4. The report promote reads.
     write_json_atomic(metrics_path, {
         "model_name": reg.model_name, "eval_run_id": active.info.run_id, "protocol": protocol,
-        "real": real.scores, "real_fvd_ref_split_half": floors["fvd_ref"],
-        "real_fvd_split_half": floors.get("fvd"), **results,
+        "real": real.scores, "floor": real.floors, "paired": comparison, **results,
     })  # fmt: skip
     return EvaluateResult(active.info.run_id, real.scores, results)
+
+
+# Paired candidate - champion differences the promote gate tests (bootstrap distributions in the report).
+PAIRED = ("fvd_ref_delta", "clip_score_ref_delta")
 
 
 @dataclass
 class _RealSide:
     videos: np.ndarray  # (N, T, H, W, 3) the real validation clips
     set: RealSet
-    scores: dict[str, float]  # their own scores against their captions (and the pixel check's accuracy)
+    scores: dict[str, float]  # their own scores against their given captions (and the pixel check's accuracy)
+    floors: dict[str, float]  # real-vs-real split-half distances (empty: too few clips)
+    given_captions: int  # how many of them carry a given (human) caption, the clip-score baseline's n
     pixel: PixelCheck | None
+    train_captions: frozenset[str]  # lower-cased captions of the training clips (prompts must not be one)
+
+    def log(self) -> None:
+        """Into the active run: the real clips' own scores, the floors and the pixel check's chance levels."""
+        mlflow.log_metrics({f"real.{k}": v for k, v in self.scores.items()})
+        mlflow.log_metrics({f"floor.{k}": v for k, v in self.floors.items()})
+        if self.pixel:
+            chances = chance(self.pixel.truth.attributes)
+            mlflow.log_metrics({f"chance.pixel_{a}_acc": v for a, v in chances.items()})
 
 
 def _real_side(
     ev: EvaluateParams, ex: Extractors, clips_dir: Path, captions_dir: str | Path,
     ground_truth_path: str | Path | None,
 ) -> _RealSide:  # fmt: skip
+    """The real validation clips' features, floors and own scores. Their clip-score baseline uses only the
+    captions they came with: scoring them against captions the same captioner wrote would be circular."""
     manifest = read_manifest(clips_dir)
     val = manifest[manifest.split == "val"]
     if len(val) < 2:
@@ -116,8 +136,12 @@ def _real_side(
     clips = load_clips(clips_dir, list(val.clip_id))
     videos = np.stack([clips[c] for c in val.clip_id])
     real = RealSet.of(ex, videos)
-    captions = read_captions(captions_dir).set_index("clip_id").caption
-    scores = score_videos(ex, videos, [captions[c] for c in val.clip_id], None, ev.bootstrap, ev.seed)
+    captions = read_captions(captions_dir).set_index("clip_id")
+    given = [i for i, c in enumerate(val.clip_id) if captions.caption_source[c] == "given"]
+    scores = {}
+    if len(given) >= 2:
+        texts = [captions.caption[val.clip_id.iloc[i]] for i in given]
+        scores = score_videos(ex, videos[given], texts, None, ev.bootstrap, ev.seed).scores
     pixel = None
     has_truth = ground_truth_path and Path(ground_truth_path).is_file()
     truth = GroundTruth(ground_truth_path) if has_truth else None
@@ -126,52 +150,71 @@ def _real_side(
     elif truth:
         pixel = PixelCheck.of(ev, truth, manifest, list(val.clip_id), videos)
         scores |= pixel.real_accuracy
-    return _RealSide(videos, real, scores, pixel)
+    train_captions = frozenset(
+        c.lower() for c in captions.caption[manifest[manifest.split == "train"].clip_id]
+    )
+    floors = real.floors(ev.bootstrap, ev.seed)
+    return _RealSide(videos, real, scores, floors, len(given), pixel, train_captions)
 
 
 def _score_version(
     ev: EvaluateParams, ex: Extractors, real: _RealSide, role: str, name: str, version: str,
     prompt_list: list[str], seeds: list[int], n_prompts: int,
-) -> dict:  # fmt: skip
+) -> Scored:  # fmt: skip
     """Inside the evaluation run: generate with the version's own settings, score, log metrics and samples."""
     pipeline = load_pipeline(name, version)
     mlflow.log_params({f"protocol.{role}.{k}": v for k, v in pipeline.generation_config.items()})
     videos = pipeline.generate(prompt_list, seeds)
-    scores = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed)
-    scores |= real.pixel.scores(videos, prompt_list) if real.pixel else {}
-    mlflow.log_metrics({f"{role}.{k}": v for k, v in scores.items()})
+    scored = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed)
+    scored.scores |= real.pixel.scores(videos, prompt_list) if real.pixel else {}
+    mlflow.log_metrics({f"{role}.{k}": v for k, v in scored.scores.items()})
     rows = min(ev.gif_prompts, n_prompts)
     log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
-    return {"version": version, **scores}
+    return scored
 
 
-def scores_of(result: dict) -> dict[str, float]:
-    """A role's metrics without its version."""
-    return {k: v for k, v in result.items() if k != "version"}
+def _paired(scored: dict[str, Scored], real: _RealSide, ev: EvaluateParams) -> dict:
+    """Candidate minus champion, bootstrapped over the same prompts and seeds (and the real clips)."""
+    cand, champ = scored["candidate"], scored["champion"]
+    return {
+        "n_pairs": len(cand.clip_score_ref),
+        "resamples": ev.bootstrap,
+        "fvd_ref_delta": paired_fd_deltas(
+            real.set.ref, cand.ref_features, champ.ref_features, ev.bootstrap, ev.seed
+        ).tolist(),
+        "clip_score_ref_delta": paired_mean_deltas(
+            cand.clip_score_ref, champ.clip_score_ref, ev.bootstrap, ev.seed
+        ).tolist(),
+    }
 
 
 def _protocol(
-    cfg: EvaluateConfig, ex: Extractors, n_real: int, n_generated: int, prompts_path: str | Path,
-    n_prompts: int, pixel: PixelCheck | None,
+    cfg: EvaluateConfig, ex: Extractors, real: _RealSide, n_generated: int, prompts_path: str | Path,
+    prompts: list[str],
 ) -> dict:  # fmt: skip
     """What produced every number of this run (each version's own sampling settings are logged beside)."""
-    ev = cfg.evaluate
+    ev, n_real = cfg.evaluate, len(real.videos)
     return {
         "extractor": ex.ref.name,
         "extractor_sha256": ex.ref.sha256,
         "n_real": n_real,
         "n_generated": n_generated,
+        "floor_n": real.set.half,
+        "floor": f"real half A vs half B, {real.set.half} clips each; gated distances (*_floor_n) are half A "
+        f"vs {real.set.half} generated clips (a fixed seeded subset)",
+        "real_clip_score_captions": f"given captions of {real.given_captions} of {n_real} validation clips",
         "fvd_extractor": ex.i3d.name if ex.i3d else None,
         "fvd_extractor_sha256": ex.i3d.sha256 if ex.i3d else None,
         "clip_score_model": ex.clip.name if ex.clip else None,
         "clip_score_model_sha256": ex.clip.sha256 if ex.clip else None,
-        "pixel_check": "demo palette from the ground-truth file, read from pixels" if pixel else None,
+        "pixel_check": "demo palette from the ground-truth file, read from pixels" if real.pixel else None,
         "bootstrap_resamples": ev.bootstrap,
         "ci_level": 0.95,
+        "paired_test": "candidate - champion, bootstrap over the same prompt/seed pairs and the real clips",
         "prompt_set": str(prompts_path),
-        "prompts": n_prompts,
+        "prompts": len(prompts),
+        "prompts_equal_to_a_training_caption": sum(p.lower() in real.train_captions for p in prompts),
         "samples_per_prompt": ev.samples_per_prompt,
         "seed": ev.seed,
         "real_set": "validation split",
-        "floor": f"split-half of the real set: {n_real // 2} vs {n_real // 2} clips",
     }

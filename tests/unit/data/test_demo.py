@@ -26,3 +26,15 @@ def test_demo_video_decodes_to_ground_truth_length(demo):
     assert len(frames) == round(v["shots"][-1]["end_s"] * FPS)
     assert to_rgb_square(frames[0], 32).shape == (32, 32, 3)
     assert info.codec == "h264" and (info.width, info.height) == (truth["width"], truth["height"])
+
+
+def test_no_evaluation_prompt_is_a_caption_of_the_demo_videos(tmp_path):
+    """The protocol's rule: evaluation prompts are held out. 40 videos without the rule show some of them."""
+    from tests.conftest import REPO
+
+    prompts = [p.lower() for p in (REPO / "evaluation/prompts.txt").read_text().splitlines() if p.strip()]
+    captions = lambda truth: {s["caption"] for v in truth["videos"] for s in v["shots"]}  # noqa: E731
+    free = make_demo_data(tmp_path / "free", videos=40, seed=0)
+    assert captions(free) & set(prompts)  # the rule is needed: by chance, some shots match a prompt
+    held = make_demo_data(tmp_path / "held", videos=40, seed=0, held_out=prompts)
+    assert not captions(held) & set(prompts) and held["held_out_prompts"] == sorted(prompts)

@@ -101,3 +101,19 @@ def test_clip_style_score_is_clamped_cosine_times_100():
 def test_too_few_features_is_a_clear_error():
     with pytest.raises(ValueError, match="N>=2"):
         feature_stats(np.zeros((1, 4)))
+
+
+def test_paired_bootstrap_of_two_models_on_the_same_samples():
+    from reelforge.evaluate.metrics import paired_fd_deltas, paired_mean_deltas
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((40, 3))
+    same = paired_fd_deltas(real, real[:20], real[:20].copy(), 50, seed=1)
+    assert np.all(same == 0)  # identical models: every paired resample ties
+    closer = paired_fd_deltas(real, real[:20], real[:20] + 3.0, 50, seed=1)
+    # b's mean is shifted by 3 in each of 3 dimensions: its distance is larger by |(3, 3, 3)|^2 = 27
+    assert np.all(closer < 0) and np.isclose(np.median(closer), -27.0, rtol=0.1)
+    a, b = rng.standard_normal(30), rng.standard_normal(30)
+    d = paired_mean_deltas(a + 1.0, a, 100, seed=2)
+    assert np.allclose(d, 1.0)  # a constant paired difference has no variance
+    assert abs(paired_mean_deltas(a, b, 500, seed=2).mean() - (a - b).mean()) < 0.1
