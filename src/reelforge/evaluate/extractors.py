@@ -1,8 +1,11 @@
-"""Standard feature extractors loaded from local files (no hub downloads): I3D for FVD.
+"""Standard feature extractors loaded from local files (no hub downloads): I3D for FVD, CLIP for clip score.
 
-I3D is the Kinetics-400 TorchScript model the common PyTorch FVD implementations load
-(`detector(x, rescale=False, resize=False, return_features=True)` -> 400-d logits); its preprocessing is
-the standard one: frames resized bilinear to 224x224, values in [-1, 1], at least 10 frames (16 standard).
+I3D comes in two forms, both with the standard preprocessing (frames resized bilinear to 224x224, values in
+[-1, 1], at least 10 frames, 16 standard) and 400-d Kinetics logits as features:
+- the converted Kinetics-400 I3D (`make i3d`, a `.safetensors` file of reelforge.evaluate.i3d weights). Only
+  the file whose sha256 is `i3d.PINNED_SHA256` gives the metric `fvd`;
+- any other I3D: another safetensors file, or a TorchScript model called as the common PyTorch FVD code calls
+  it (`detector(x, rescale=False, resize=False, return_features=True)`). Its distance is `fvd_custom`.
 """
 
 from __future__ import annotations
@@ -13,24 +16,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reelforge.evaluate.i3d import PINNED_SHA256, load_i3d
 from reelforge.files import file_sha256
 
 I3D_MIN_FRAMES = 10
 I3D_SIZE = 224
+DEFAULT_I3D_PATH = "models/i3d/i3d_k400.safetensors"  # where `make i3d` writes the converted weights
 
 
 class I3DFeatures:
-    """uint8 videos (B, T, H, W, 3) -> I3D Kinetics-400 logits (B, 400), float64."""
+    """uint8 videos (B, T, H, W, 3) -> I3D Kinetics-400 logits (B, 400), float64. `metric` is `fvd` for the
+    pinned conversion of the published weights and `fvd_custom` for any other file."""
 
     def __init__(self, path: str | Path, batch_size: int = 8):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"I3D TorchScript file {path} not found (evaluate.i3d_path / REELFORGE_I3D_PATH)"
+                f"I3D file {path} not found (evaluate.i3d_path / REELFORGE_I3D_PATH; `make i3d` writes "
+                f"{DEFAULT_I3D_PATH})"
             )
-        self.model = torch.jit.load(str(path), map_location="cpu").eval()
         self.sha256 = file_sha256(path)
-        self.name = f"i3d-k400-torchscript-{self.sha256[:12]}"
+        self.torchscript = path.suffix != ".safetensors"
+        self.model = (
+            torch.jit.load(str(path), map_location="cpu").eval() if self.torchscript else load_i3d(path)
+        )
+        self.metric = "fvd" if self.sha256 == PINNED_SHA256 else "fvd_custom"
+        kind = "torchscript" if self.torchscript else ("k400" if self.metric == "fvd" else "custom")
+        self.name = f"i3d-{kind}-{self.sha256[:12]}"
         self.batch_size = batch_size
 
     @staticmethod
@@ -49,15 +61,13 @@ class I3DFeatures:
 
     @torch.no_grad()
     def __call__(self, videos: np.ndarray) -> torch.Tensor:
-        out = [
-            self.model(
-                self.preprocess(videos[i : i + self.batch_size]),
-                rescale=False,
-                resize=False,
-                return_features=True,
-            ).double()
-            for i in range(0, len(videos), self.batch_size)
-        ]
+        out = []
+        for i in range(0, len(videos), self.batch_size):
+            x = self.preprocess(videos[i : i + self.batch_size])
+            if self.torchscript:
+                out.append(self.model(x, rescale=False, resize=False, return_features=True).double())
+            else:
+                out.append(self.model(x).double())
         return torch.cat(out)
 
 

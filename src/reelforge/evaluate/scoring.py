@@ -24,7 +24,7 @@ import torch
 
 from reelforge.caption.captioner import CAPTIONER_DIR, ReferenceEncoder, frames_to_tensor, load_captioner
 from reelforge.config import EvaluateParams
-from reelforge.evaluate.extractors import CLIPScorer, I3DFeatures
+from reelforge.evaluate.extractors import DEFAULT_I3D_PATH, CLIPScorer, I3DFeatures
 from reelforge.evaluate.metrics import (
     bootstrap_fd,
     bootstrap_mean,
@@ -47,7 +47,7 @@ class Extractors:
 
     @classmethod
     def load(cls, cfg: EvaluateParams, captions_dir: str | Path) -> Extractors:
-        i3d_path = os.environ.get("REELFORGE_I3D_PATH") or cfg.i3d_path
+        i3d_path = i3d_file(cfg)
         clip_path = os.environ.get("REELFORGE_CLIP_PATH") or cfg.clip_path
         return cls(
             load_captioner(Path(captions_dir) / CAPTIONER_DIR),
@@ -62,6 +62,16 @@ class Extractors:
             return self.ref.model.video_features(x), self.ref.model.video_embedding(x)
 
 
+def i3d_file(cfg: EvaluateParams) -> str | None:
+    """The I3D to use: REELFORGE_I3D_PATH, else evaluate.i3d_path. The default place (where `make i3d` writes)
+    is optional, and its absence is said; any other path must exist (I3DFeatures raises)."""
+    path = os.environ.get("REELFORGE_I3D_PATH") or cfg.i3d_path
+    if path == DEFAULT_I3D_PATH and not Path(path).is_file():
+        print(f"standard fvd off: {path} not found (`make i3d` converts the published Kinetics-400 I3D)")
+        return None
+    return path
+
+
 @dataclass
 class RealSet:
     """Features of the real validation clips, per extractor, computed once per evaluation run.
@@ -73,10 +83,12 @@ class RealSet:
 
     ref: torch.Tensor  # (N, D)
     i3d: torch.Tensor | None  # (N, 400)
+    i3d_metric: str = "fvd"  # fvd_custom when the I3D is not the pinned standard one
 
     @classmethod
     def of(cls, extractors: Extractors, videos: np.ndarray) -> RealSet:
-        return cls(extractors.features(videos)[0], extractors.i3d(videos) if extractors.i3d else None)
+        i3d = extractors.i3d
+        return cls(extractors.features(videos)[0], i3d(videos) if i3d else None, i3d.metric if i3d else "fvd")
 
     @property
     def half(self) -> int:
@@ -92,7 +104,7 @@ class RealSet:
         )
         if self.i3d is not None:
             h = self.half
-            out |= _fd_scores("fvd", self.i3d[:h], self.i3d[h : 2 * h], bootstrap, seed)
+            out |= _fd_scores(self.i3d_metric, self.i3d[:h], self.i3d[h : 2 * h], bootstrap, seed)
         return out
 
     def generated_subset(self, n_generated: int, seed: int) -> np.ndarray:
@@ -156,8 +168,9 @@ def score_videos(
         scores |= _fd_scores("fvd_ref_floor_n", real.ref[:h], feats[pick], bootstrap, seed)
         if ex.i3d is not None:
             i3d = ex.i3d(videos)
-            scores |= _fd_scores("fvd", real.i3d, i3d, bootstrap, seed)
-            scores |= _fd_scores("fvd_floor_n", real.i3d[:h], i3d[pick], bootstrap, seed)
+            name = real.i3d_metric
+            scores |= _fd_scores(name, real.i3d, i3d, bootstrap, seed)
+            scores |= _fd_scores(f"{name}_floor_n", real.i3d[:h], i3d[pick], bootstrap, seed)
     return Scored(scores, feats, clip_ref)
 
 

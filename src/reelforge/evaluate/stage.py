@@ -205,6 +205,7 @@ def _protocol(
         "real_clip_score_captions": f"given captions of {real.given_captions} of {n_real} validation clips",
         "fvd_extractor": ex.i3d.name if ex.i3d else None,
         "fvd_extractor_sha256": ex.i3d.sha256 if ex.i3d else None,
+        "fvd_metric": ex.i3d.metric if ex.i3d else None,  # fvd only for the pinned Kinetics-400 conversion
         "clip_score_model": ex.clip.name if ex.clip else None,
         "clip_score_model_sha256": ex.clip.sha256 if ex.clip else None,
         "pixel_check": "demo palette from the ground-truth file, read from pixels" if real.pixel else None,

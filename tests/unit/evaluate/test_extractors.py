@@ -34,7 +34,7 @@ def test_loads_torchscript_and_yields_400d_float64_logits(i3d, i3d_file):
     assert feats.shape == (3, 400) and feats.dtype == torch.float64
     assert torch.allclose(i3d(videos[:1]), feats[:1], atol=1e-5)  # batching does not change a clip's features
     assert i3d.sha256 == file_sha256(i3d_file)
-    assert i3d.name.startswith("i3d-k400-torchscript-")
+    assert i3d.name.startswith("i3d-torchscript-") and i3d.metric == "fvd_custom"
 
 
 def test_fewer_than_ten_frames_is_a_clear_error(i3d):
