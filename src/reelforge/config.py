@@ -114,7 +114,7 @@ class TrainParams(Section):
     """Model, optimisation and launch. `batch_size` is the global batch of one optimizer step: it is split
     over devices x num_nodes ranks and accumulate_grad_batches micro-batches."""
 
-    model_size: str = Field("tiny", description="A name from reelforge.model.backbone.MODEL_SIZES.")
+    model_size: str = Field("tiny-conv", description="A name from reelforge.model.backbone.MODEL_SIZES.")
     pretrained_path: str | None = Field(
         None,
         description="Local diffusers CogVideoXTransformer3DModel dir to fine-tune (replaces model_size).",
@@ -129,7 +129,7 @@ class TrainParams(Section):
         description="Local diffusers autoencoder directory (AutoencoderKL or AutoencoderKLCogVideoX): train "
         "in its latent space, clips encoded once into a latent cache. None: pixel space.",
     )
-    steps: int = Field(800, ge=1, description="Optimizer steps.")
+    steps: int = Field(600, ge=1, description="Optimizer steps.")
     batch_size: int = Field(16, ge=1, description="Global batch per optimizer step.")
     accumulate_grad_batches: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     lr: float = Field(1e-3, gt=0)

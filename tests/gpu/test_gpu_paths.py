@@ -27,10 +27,16 @@ def captions(ingested, tmp_path_factory):
 @pytest.mark.parametrize(
     "launch",
     [
-        {"precision": "bf16-mixed", "compile": True, "gradient_checkpointing": True},
-        {"precision": "32"},
+        {"precision": "bf16-mixed", "compile": True, "gradient_checkpointing": True, "model_size": "tiny"},
+        {"precision": "32", "model_size": "tiny"},
         {"precision": "bf16-mixed", "compile": True, "model_size": "tiny-conv"},
-        {"precision": "bf16-mixed", "strategy": "fsdp", "ema_decay": 0.0, "gradient_checkpointing": True},
+        {
+            "precision": "bf16-mixed",
+            "strategy": "fsdp",
+            "ema_decay": 0.0,
+            "gradient_checkpointing": True,
+            "model_size": "tiny",
+        },
     ],
     ids=["bf16-compile-checkpointing", "tf32", "conv-bf16-compile", "fsdp"],
 )

@@ -64,7 +64,7 @@ def _params(*overrides: str):
             "set train.sample_prompts to []",
         ),
         (["train.precision=bf16-mixed"], "train.precision must be '32' on accelerator 'cpu'"),
-        (["clip.size=30"], "clip.size 30 must be divisible by 4 (the patch size, x 2 per conv level) of"),
+        (["clip.size=30"], "clip.size 30 must be divisible by 8 (the patch size, x 2 per conv level) of"),
         (["train.model_size=huge"], "train.model_size 'huge' is unknown"),
     ],
 )

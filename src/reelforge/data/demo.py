@@ -78,30 +78,29 @@ def render_shot(shot: Shot, num_frames: int, rng: np.random.Generator) -> np.nda
     return frames
 
 
-def _random_shot(
-    rng: np.random.Generator,
-    start_s: float,
-    duration_s: float,
-    avoid_bg: str | None,
-    held_out: frozenset[str] = frozenset(),
-) -> Shot:
-    """A shot of random attributes whose caption is none of the `held_out` (evaluation) prompts."""
-    while True:
-        color = str(rng.choice(list(COLORS)))
-        shape = str(rng.choice(SHAPES))
-        direction = str(rng.choice(list(DIRECTIONS)))
-        background = str(rng.choice([b for b in BACKGROUNDS if b != avoid_bg]))  # a cut changes the scene
-        if caption_for(color, shape, direction, background) not in held_out:
-            break
-    return Shot(
-        start_s,
-        start_s + duration_s,
-        color,
-        shape,
-        direction,
-        background,
-        caption_for(color, shape, direction, background),
-    )
+class Combos:
+    """Shot attributes drawn without replacement from every combination of the demo world, less the
+    `held_out` prompts' (the evaluation prompts), reshuffled when used up. Unlike independent draws, this
+    keeps a small demo set from confounding attributes (e.g. every white background with a blue shape),
+    which a model would learn instead of the words."""
+
+    def __init__(self, rng: np.random.Generator, held_out: frozenset[str] = frozenset()):
+        self.rng = rng
+        self.all = [
+            (c, s, d, b)
+            for c in COLORS for s in SHAPES for d in DIRECTIONS for b in BACKGROUNDS
+            if caption_for(c, s, d, b) not in held_out
+        ]  # fmt: skip
+        self.queue: list[tuple[str, str, str, str]] = []
+
+    def shot(self, start_s: float, duration_s: float, avoid_bg: str | None) -> Shot:
+        """The next combination whose background is not `avoid_bg` (a cut always changes the scene)."""
+        if not any(b != avoid_bg for *_, b in self.queue):
+            self.queue += [self.all[i] for i in self.rng.permutation(len(self.all))]
+        i = next(i for i, (*_, b) in enumerate(self.queue) if b != avoid_bg)
+        color, shape, direction, background = self.queue.pop(i)
+        caption = caption_for(color, shape, direction, background)
+        return Shot(start_s, start_s + duration_s, color, shape, direction, background, caption)
 
 
 def _frames_for(seconds: float) -> int:
@@ -122,16 +121,17 @@ def make_demo_data(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    combos = Combos(rng, held)
     records = []
     for i in range(videos):
         multi = rng.random() < multi_shot_fraction
         name = f"{'multi' if multi else 'single'}_{i:03d}.mp4"
         # Durations are whole frames so shot boundaries in the ground truth are exact.
-        durations = rng.uniform(2.2, 4.5, size=int(rng.integers(2, 4))) if multi else [rng.uniform(2.0, 10.0)]
+        durations = rng.uniform(2.2, 4.5, size=int(rng.integers(2, 4))) if multi else [rng.uniform(2.0, 6.0)]
         shots, chunks, t, prev_bg = [], [], 0.0, None
         for d in durations:
             n = _frames_for(d)
-            shot = _random_shot(rng, t, n / FPS, prev_bg, held)
+            shot = combos.shot(t, n / FPS, prev_bg)
             chunks.append(render_shot(shot, n, rng))
             shots.append(shot)
             t, prev_bg = shot.end_s, shot.background
@@ -147,7 +147,7 @@ def make_demo_data(
                 "shots": [asdict(s) for s in shots],
             }
         )
-    records += _write_broken(out, rng)
+    records += _write_broken(out, rng, combos)
     truth = {
         "held_out_prompts": sorted(held),
         "fps": FPS,
@@ -162,10 +162,10 @@ def make_demo_data(
     return truth
 
 
-def _write_broken(out: Path, rng: np.random.Generator) -> list[dict]:
+def _write_broken(out: Path, rng: np.random.Generator, combos: Combos) -> list[dict]:
     (out / "broken_empty.mp4").write_bytes(b"")
     (out / "broken_text.mp4").write_text("this is not a video, only text with a video extension\n")
-    valid = encode_mp4(render_shot(_random_shot(rng, 0.0, 2.0, None), 48, rng), FPS)
+    valid = encode_mp4(render_shot(combos.shot(0.0, 2.0, None), 48, rng), FPS)
     (out / "broken_truncated.mp4").write_bytes(valid[: len(valid) // 3])
     return [
         {"file": f, "kind": "broken", "caption_sidecar": None, "shots": []}

@@ -38,3 +38,18 @@ def test_no_evaluation_prompt_is_a_caption_of_the_demo_videos(tmp_path):
     assert captions(free) & set(prompts)  # the rule is needed: by chance, some shots match a prompt
     held = make_demo_data(tmp_path / "held", videos=40, seed=0, held_out=prompts)
     assert not captions(held) & set(prompts) and held["held_out_prompts"] == sorted(prompts)
+
+
+def test_shots_cycle_through_every_combination_so_no_attribute_predicts_another():
+    import numpy as np
+
+    from reelforge.data.demo import Combos
+
+    held = frozenset({"a red circle moves left over a black background"})
+    combos = Combos(np.random.default_rng(0), held)
+    shots = [combos.shot(0.0, 2.0, None) for _ in range(len(combos.all))]
+    drawn = {(s.color, s.shape, s.direction, s.background) for s in shots}
+    assert len(drawn) == len(shots) == len(combos.all)  # each combination once per cycle
+    assert "a red circle moves left over a black background" not in {s.caption for s in shots}
+    cut = [combos.shot(0.0, 2.0, "black") for _ in range(20)]
+    assert all(s.background != "black" for s in cut)  # a cut always changes the scene
