@@ -180,7 +180,8 @@ def test_the_pixel_gate_rejects_an_undertrained_model(project):
 
     report = json.loads((project[0] / "reports/metrics.json").read_text())
     targets = {"background": 0.9, "color": 0.8, "single_blob": 0.8, "direction": 0.6}
-    failures, evidence = decide(PromoteParams(max_fvd_ref_ratio=1e6, min_pixel_acc=targets), report)
+    gates = PromoteParams(max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0, min_pixel_acc=targets)
+    failures, evidence = decide(gates, report)  # the pixel gate alone
     assert failures and all(f.split(":")[0] in targets for f in failures), failures
     assert any("of the videos show the prompted" in f for f in failures)
     assert any(e.startswith("pixel_single_blob_acc: candidate") for e in evidence)
