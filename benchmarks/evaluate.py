@@ -4,11 +4,14 @@ For each N it measures, in the same run:
   baseline   uint8 clips -> float tensors (the unavoidable input conversion)
   ref feats  reference-encoder features (the offline fvd_ref path)
   FD 64-d    Fréchet distance on those features
-  FD 400-d   Fréchet distance at I3D's 400 dimensions (random features; the cost does not depend on weights)
-  boot 400-d 200 bootstrap resamples of the 400-d distance (the confidence interval)
-and reports medians over repeats and each stage's ratio to the baseline. Prints a table, writes JSON.
+  FD 400-d   Fréchet distance at I3D's 400 dimensions (random features; the cost does not depend on weights),
+             from the moments with sqrtm of the 400 x 400 product, and from the features (what evaluation
+             uses: an N x N SVD when N < 400, exact; the same sqrtm otherwise)
+  boot 400-d 200 bootstrap resamples of the 400-d distance (the confidence interval), from the features
+and reports medians over repeats and each stage's ratio to the baseline, and the features route against
+sqrtm. Prints a table, writes JSON.
 
-    python benchmarks/evaluate.py --sizes 256 2048 --repeats 3 --out reports/bench_evaluate.json
+    python benchmarks/evaluate.py --sizes 17 256 2048 --repeats 3 --out reports/bench_evaluate.json
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ import numpy as np
 import torch
 
 from reelforge.caption.captioner import Captioner, CaptionerConfig, frames_to_tensor
-from reelforge.evaluate.metrics import bootstrap_fd, feature_stats, frechet_distance
+from reelforge.evaluate.metrics import (
+    bootstrap_fd,
+    feature_stats,
+    frechet_distance,
+    frechet_distance_features,
+)
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -58,17 +66,19 @@ def bench(n: int, repeats: int, frames: int = 16, size: int = 32) -> dict:
         "fd_400d_s": _median_seconds(
             lambda: frechet_distance(*feature_stats(f400a), *feature_stats(f400b)), repeats
         ),
+        "fd_400d_features_s": _median_seconds(lambda: frechet_distance_features(f400a, f400b), repeats),
         "bootstrap200_400d_s": _median_seconds(lambda: bootstrap_fd(f400a, f400b, 200, 0), 1),
     }
     row["clips_per_s_ref_path"] = n / (row["ref_features_s"] + row["fd_64d_s"])
     for k in ("ref_features_s", "fd_64d_s", "fd_400d_s", "bootstrap200_400d_s"):
         row[k.replace("_s", "_vs_baseline")] = row[k] / row["baseline_s"]
+    row["fd_400d_features_vs_sqrtm"] = row["fd_400d_features_s"] / row["fd_400d_s"]
     return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 2048])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[17, 256, 2048])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("reports/bench_evaluate.json"))
     args = ap.parse_args()
@@ -79,6 +89,8 @@ def main() -> None:
         "ref_features_s",
         "fd_64d_s",
         "fd_400d_s",
+        "fd_400d_features_s",
+        "fd_400d_features_vs_sqrtm",
         "bootstrap200_400d_s",
         "clips_per_s_ref_path",
     ]

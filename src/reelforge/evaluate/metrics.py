@@ -46,6 +46,28 @@ def frechet_distance(
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
 
+def frechet_distance_features(real: Features, generated: Features) -> float:
+    """The Fréchet distance of two feature sets (N1, D) and (N2, D), in float64.
+
+    With fewer clips than feature dimensions (the demo: tens of clips, 400-d I3D logits) the covariances have
+    rank < D, and the trace term has an exact small form: with X, Y the centred features, S1 = X'X / (N1-1)
+    and S2 = Y'Y / (N2-1), the non-zero eigenvalues of S1 S2 are the squared singular values of
+    C = X Y' / sqrt((N1-1)(N2-1)) (N1 x N2), so tr (S1 S2)^{1/2} is C's nuclear norm. That replaces a D x D
+    sqrtm of a singular product by an N1 x N2 SVD (exact, and ~100x faster at N = 17, D = 400). With more
+    clips than dimensions, the moments and sqrtm (`frechet_distance`) are the cheaper route.
+    """
+    x, y = _f64(real), _f64(generated)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
+        raise ValueError(f"need (N>=2, D) feature sets of the same D, got shapes {x.shape} and {y.shape}")
+    if min(len(x), len(y)) >= x.shape[1]:
+        return frechet_distance(*feature_stats(x), *feature_stats(y))
+    diff = x.mean(axis=0) - y.mean(axis=0)
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    n1, n2 = len(x) - 1, len(y) - 1
+    cross = np.linalg.svd(xc @ yc.T / np.sqrt(n1 * n2), compute_uv=False).sum()
+    return float(diff @ diff + (xc * xc).sum() / n1 + (yc * yc).sum() / n2 - 2.0 * cross)
+
+
 def clip_style_score(video_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
     """100 * max(cos(video, text), 0) per pair (the torchmetrics CLIPScore convention). Inputs (N, D)."""
     cos = torch.nn.functional.cosine_similarity(video_emb.double(), text_emb.double(), dim=-1)
@@ -62,7 +84,7 @@ def bootstrap_fd(
     for _ in range(n):
         r = real[rng.integers(0, len(real), len(real))]
         g = generated[rng.integers(0, len(generated), len(generated))]
-        values.append(frechet_distance(*feature_stats(r), *feature_stats(g)))
+        values.append(frechet_distance_features(r, g))
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
@@ -86,11 +108,9 @@ def paired_fd_deltas(real: Features, a: Features, b: Features, n: int, seed: int
     rng = np.random.default_rng(seed)
     out = np.empty(n)
     for k in range(n):
-        stats = feature_stats(real[rng.integers(0, len(real), len(real))])
+        r = real[rng.integers(0, len(real), len(real))]
         pick = rng.integers(0, len(a), len(a))
-        out[k] = frechet_distance(*stats, *feature_stats(a[pick])) - frechet_distance(
-            *stats, *feature_stats(b[pick])
-        )
+        out[k] = frechet_distance_features(r, a[pick]) - frechet_distance_features(r, b[pick])
     return out
 
 

@@ -30,8 +30,7 @@ from reelforge.evaluate.metrics import (
     bootstrap_mean,
     caption_shares,
     clip_style_score,
-    feature_stats,
-    frechet_distance,
+    frechet_distance_features,
 )
 from reelforge.evaluate.pixelcheck import GroundTruth, check_videos
 from reelforge.model.text import decode, encode
@@ -118,7 +117,7 @@ class RealSet:
 
 
 def _fd_scores(name: str, real: torch.Tensor, generated: torch.Tensor, bootstrap: int, seed: int) -> dict:
-    scores = {name: frechet_distance(*feature_stats(real), *feature_stats(generated))}
+    scores = {name: frechet_distance_features(real, generated)}
     if bootstrap:
         scores[f"{name}_ci_low"], scores[f"{name}_ci_high"] = bootstrap_fd(real, generated, bootstrap, seed)
     return scores

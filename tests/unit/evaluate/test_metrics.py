@@ -11,6 +11,7 @@ from reelforge.evaluate.metrics import (
     clip_style_score,
     feature_stats,
     frechet_distance,
+    frechet_distance_features,
 )
 
 
@@ -117,3 +118,17 @@ def test_paired_bootstrap_of_two_models_on_the_same_samples():
     d = paired_mean_deltas(a + 1.0, a, 100, seed=2)
     assert np.allclose(d, 1.0)  # a constant paired difference has no variance
     assert abs(paired_mean_deltas(a, b, 500, seed=2).mean() - (a - b).mean()) < 0.1
+
+
+@pytest.mark.parametrize(("n1", "n2", "d"), [(17, 17, 400), (35, 24, 400), (12, 30, 64), (300, 200, 16)])
+def test_fd_from_features_matches_the_moments_and_sqrtm_route(n1, n2, d):
+    """Fewer clips than dimensions (the demo) takes the N1 x N2 SVD route; it must agree with sqrtm of the
+    D x D product (full rank here once a tiny offset is added, as frechet_distance does when singular)."""
+    rng = np.random.default_rng(n1 + d)
+    x = rng.normal(size=(n1, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+    y = rng.normal(0.3, 1.0, size=(n2, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    diff = x.mean(0) - y.mean(0)
+    exact = diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(np.real(linalg.sqrtm(s1 @ s2)))
+    assert frechet_distance_features(x, y) == pytest.approx(exact, rel=1e-6, abs=1e-6)
+    assert frechet_distance_features(x, x) == pytest.approx(0.0, abs=1e-8)
