@@ -21,6 +21,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
@@ -45,14 +46,19 @@ TRUTH = ("pixel_all_acc", "pixel_mean_acc")
 
 
 class ScoreEvery(L.Callback):
-    def __init__(self, every: int, score) -> None:
-        self.every, self.score, self.rows = every, score, []
+    def __init__(self, every: int, score, save: Path | None) -> None:
+        self.every, self.score, self.save, self.rows = every, score, save, []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step % self.every == 0 and (not self.rows or self.rows[-1]["step"] != step):
             with pl_module.ema_weights():
-                self.rows.append({"step": step, **self.score()})
+                scores, videos = self.score()
+                if self.save:  # the EMA weights and what they drew, to look at or re-sample later
+                    self.save.mkdir(parents=True, exist_ok=True)
+                    torch.save(pl_module.model.state_dict(), self.save / f"ema_{step}.pt")
+                    np.save(self.save / f"videos_{step}.npy", videos)
+            self.rows.append({"step": step, **scores})
             print(json.dumps(self.rows[-1]), flush=True)
 
 
@@ -66,6 +72,7 @@ def main() -> None:
     ap.add_argument("--prompts", default="evaluation/prompts.txt")
     ap.add_argument("--ground-truth", default="data/raw/ground_truth.json")
     ap.add_argument("--out", default="reports/checkpoint_study.json")
+    ap.add_argument("--save", type=Path, help="folder for each checkpoint's EMA weights and videos (.npy)")
     args = ap.parse_args()
     params = load_params(args.params, args.set)
     cfg, ev = params.stage(TrainConfig), params.stage(EvaluateConfig).evaluate
@@ -99,9 +106,9 @@ def main() -> None:
         scores = score_videos(ex, videos, prompts, real, bootstrap=0, seed=ev.seed).scores
         scores |= pixel.scores(videos, prompts)
         scores["pixel_mean_acc"] = float(np.mean([scores[f"pixel_{c}_acc"] for c in PIXEL_CHECKS]))
-        return scores | {"score_seconds": round(time.perf_counter() - t0, 1)}
+        return scores | {"score_seconds": round(time.perf_counter() - t0, 1)}, videos
 
-    callback = ScoreEvery(args.every, score)
+    callback = ScoreEvery(args.every, score, args.save)
     trainer = make_trainer(train, False, [callback], has_val=False)
     stream = BatchStream(data.train_x, data.train_ids, train.micro_batch, train.seed, 0, 1, start=0)
     t0 = time.perf_counter()

@@ -80,7 +80,8 @@ def _pixel_check(cfg: PromoteParams, report: dict, evidence: list[str]) -> list[
     if not report["protocol"].get("pixel_check"):
         evidence.append("pixel check: not run (no ground-truth file with a palette: not the demo world)")
         return [
-            f"pixel_{check}_acc: not measured (evaluation ran no pixel check); promote.min_pixel_acc needs it"
+            f"pixel_{check}_acc: not measured (evaluation ran no pixel check); promote.min_pixel_acc needs "
+            "it (set promote.min_pixel_acc: {} for data outside the demo world)"
             for check in cfg.min_pixel_acc
         ]  # a gate that cannot be measured fails, never passes unseen
     candidate, real, failures = report["candidate"], report["real"], []

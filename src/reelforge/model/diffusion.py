@@ -43,16 +43,31 @@ class RectifiedFlow:
         b = x0.shape[0]
         u = torch.randn(b, device=x0.device, generator=generator)
         sigma = self._shift(torch.sigmoid(u))  # (B,)
-        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+        noise = self.noise(x0.shape, generator, x0.device).to(x0.dtype)
         s = sigma.view(b, 1, 1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         pred = model(x_t, sigma * self.cfg.num_train_timesteps, text_ids)
         if self.cfg.prediction == "sample":
             # x-prediction with the loss in velocity space (Li & He 2025, "Back to Basics"): this
             # weights low-noise detail by 1/s^2. Demo at 500 steps, against an x0-space loss:
-            # clip_score_ref 49.1 vs 38.2, caption_match_ref 0.46 vs 0.36, fvd_ref 355 vs 492.
+            # clip_score_ref 49.1 vs 38.2, caption_match_ref 0.46 vs 0.36, fvd_ref 355 vs 492; and on the
+            # pixel check (docs/training.md) the x0-space loss was no better at 200 and 400 steps.
             pred = (x_t - pred) / s.clamp(min=SIGMA_FLOOR)
         return F.mse_loss(pred.float(), (noise - x0).float())
+
+    def noise(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        """Unit-variance Gaussian noise (B, T, C, H, W) whose frames correlate by frame_noise_correlation."""
+        noise = torch.randn(shape, device=device, generator=generator)
+        c = self.cfg.frame_noise_correlation
+        if c == 0.0:
+            return noise
+        shared = torch.randn((shape[0], 1, *shape[2:]), device=device, generator=generator)
+        return c**0.5 * shared + (1 - c) ** 0.5 * noise
 
     def velocity(
         self, model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, text_ids: torch.Tensor

@@ -83,7 +83,8 @@ class TextToVideoPipeline:
             model,
             PromptTokenizer.load(model_dir, model.cfg.max_text_tokens),
             Autoencoder(vae if vae.exists() else None),
-            SchedulerParams(**gen["scheduler"]),
+            # Models saved before frame_noise_correlation existed were trained on independent noise.
+            SchedulerParams(**{"frame_noise_correlation": 0.0, **gen["scheduler"]}),
             gen["fps"],
             gen.get("num_frames", model.cfg.num_frames),  # pixel space before 0.2
             gen["steps"],
@@ -141,7 +142,7 @@ class TextToVideoPipeline:
         null = self.tokenizer([""] * len(prompts)).to(device)
         t = self.autoencoder.compression.latent_frames(num_frames)
         shape = (1, t, cfg.channels, cfg.height, cfg.width)
-        noise = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        noise = [self.flow.noise(shape, torch.Generator().manual_seed(int(s))) for s in seeds]
         amp = torch.autocast(device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
         with amp:
             z = self.flow.sample(

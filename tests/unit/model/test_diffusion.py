@@ -32,11 +32,31 @@ def test_sampler_recovers_the_target_with_an_oracle(prediction):
     assert torch.allclose(out, x0, atol=1e-4)
 
 
+@pytest.mark.parametrize("correlation", [0.0, 0.5])
 @pytest.mark.parametrize("prediction", ["sample", "velocity"])
-def test_training_loss_is_zero_for_the_oracle_and_positive_otherwise(prediction):
-    flow = RectifiedFlow(SchedulerParams(prediction=prediction))
+def test_training_loss_is_zero_for_the_oracle_and_positive_otherwise(prediction, correlation):
+    flow = RectifiedFlow(SchedulerParams(prediction=prediction, frame_noise_correlation=correlation))
     x0 = torch.rand(3, 4, 3, 8, 8)
     ids = torch.zeros(3, 6, dtype=torch.long)
     torch.manual_seed(0)
     assert flow.training_loss(Oracle(x0, prediction), x0, ids) == pytest.approx(0, abs=1e-8)
     assert flow.training_loss(Oracle(x0 + 0.1, prediction), x0, ids) > 1e-4
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.5, 0.9])
+def test_frame_noise_has_unit_variance_and_the_configured_correlation_between_frames(correlation):
+    flow = RectifiedFlow(SchedulerParams(frame_noise_correlation=correlation))
+    noise = flow.noise((64, 4, 3, 16, 16), torch.Generator().manual_seed(0))  # (B, T, C, H, W)
+    assert noise.var().item() == pytest.approx(1.0, abs=0.02)
+    frames = noise.transpose(0, 1).reshape(4, -1)  # one row per frame
+    between = torch.corrcoef(frames)[~torch.eye(4, dtype=torch.bool)]
+    assert between.mean().item() == pytest.approx(correlation, abs=0.02)
+
+
+def test_uncorrelated_frame_noise_is_plain_randn_so_older_models_keep_their_videos():
+    flow = RectifiedFlow(SchedulerParams(frame_noise_correlation=0.0))
+    shape = (1, 4, 3, 8, 8)
+    assert torch.equal(
+        flow.noise(shape, torch.Generator().manual_seed(7)),
+        torch.randn(shape, generator=torch.Generator().manual_seed(7)),
+    )
