@@ -74,7 +74,7 @@ def project(tmp_path_factory):
         samples_per_prompt=1, gif_prompts=2, i3d_path=str(i3d), clip_path=str(clip), bootstrap=50
     )
     params["promote"].update(
-        max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0, min_pixel_acc={}
+        max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0
     )  # a 20-step model, gates open
     params["serve"].update(port=PORT, ray_port=RAY_PORT)
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

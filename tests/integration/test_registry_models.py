@@ -77,3 +77,29 @@ def test_a_version_whose_wrapper_class_no_longer_imports_still_loads(registry, m
         mlflow.pyfunc.load_model(f"models:/t2v/{info.registered_model_version}")
     loaded = load_pipeline("t2v", str(info.registered_model_version))  # ... the pipeline does not need it
     assert np.array_equal(loaded.generate(PROMPTS[:1], [3]), pipeline.generate(PROMPTS[:1], [3]))
+
+
+def test_evaluation_frames_draws_the_champion_as_a_png(registry, monkeypatch, capsys):
+    """evaluation/frames.py, which makes the pictures in the docs, on a registered champion."""
+    import runpy
+    import shutil
+
+    from PIL import Image
+
+    from tests.conftest import REPO
+
+    _pipeline_dir(registry / "t2v")
+    with mlflow.start_run():
+        version = log_and_register(registry / "t2v", "reelforge-t2v")
+    mlflow.MlflowClient().set_registered_model_alias("reelforge-t2v", "champion", version)
+    shutil.copy(REPO / "params.yaml", registry / "params.yaml")
+    out = registry / "frames.png"
+    monkeypatch.setattr(
+        sys, "argv", ["frames.py", *PROMPTS, "--out", str(out), "--frames", "3", "--scale", "2"]
+    )
+    runpy.run_path(str(REPO / "evaluation/frames.py"), run_name="__main__")
+    assert Image.open(out).size == (
+        3 * (16 + 2) * 2,
+        2 * (16 + 2) * 2,
+    )  # 3 frames x 2 prompts, 16 px + gutter
+    assert f"reelforge-t2v v{version}" in capsys.readouterr().out

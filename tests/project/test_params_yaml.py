@@ -22,10 +22,3 @@ def test_code_defaults_equal_params_yaml_key_for_key():
             assert raw[name][key] == value, (
                 f"{name}.{key}: code default {value!r} != params.yaml {raw[name][key]!r}"
             )
-
-
-def test_the_demo_gates_its_model_on_what_the_videos_show():
-    """params.yaml is the demo's configuration: its promotion includes the pixel check, so a fresh
-    `make demo` serves a model only when its videos pass it (serve refuses a missing champion)."""
-    gates = load_params(REPO / "params.yaml").promote.min_pixel_acc
-    assert gates and all(0 < least <= 1 for least in gates.values()), gates

@@ -83,8 +83,7 @@ class TextToVideoPipeline:
             model,
             PromptTokenizer.load(model_dir, model.cfg.max_text_tokens),
             Autoencoder(vae if vae.exists() else None),
-            # Models saved before frame_noise_correlation existed were trained on independent noise.
-            SchedulerParams(**{"frame_noise_correlation": 0.0, **gen["scheduler"]}),
+            SchedulerParams(**gen["scheduler"]),  # a model saved before a key existed gets its default
             gen["fps"],
             gen.get("num_frames", model.cfg.num_frames),  # pixel space before 0.2
             gen["steps"],

@@ -53,7 +53,7 @@ def test_frame_noise_has_unit_variance_and_the_configured_correlation_between_fr
     assert between.mean().item() == pytest.approx(correlation, abs=0.02)
 
 
-def test_uncorrelated_frame_noise_is_plain_randn_so_older_models_keep_their_videos():
+def test_uncorrelated_frame_noise_is_plain_randn_so_seeds_keep_their_videos():
     flow = RectifiedFlow(SchedulerParams(frame_noise_correlation=0.0))
     shape = (1, 4, 3, 8, 8)
     assert torch.equal(
