@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -106,26 +107,32 @@ class Generator:
         )
 
     def _check(self, req: GenerateRequest, pipeline: TextToVideoPipeline | None) -> int:
-        """Validate against the configured limits; a bad request is a 422 that says what to change."""
+        """Validate against the configured limits; a bad request is a 422 that says what to change, in the
+        same body as FastAPI's own validation errors (the `HTTPValidationError` of the OpenAPI document)."""
         lim = self.limits
         if pipeline is None:
             raise HTTPException(503, "no model loaded yet")
         if not req.prompt.strip():
-            raise HTTPException(422, "prompt is empty")
+            _invalid("prompt", "prompt is empty")
         if len(req.prompt) > lim["max_prompt_chars"]:
-            raise HTTPException(
-                422, f"prompt has {len(req.prompt)} characters; the limit is {lim['max_prompt_chars']}"
+            _invalid(
+                "prompt", f"prompt has {len(req.prompt)} characters; the limit is {lim['max_prompt_chars']}"
             )
         num_frames = req.num_frames or pipeline.num_frames
         if not 2 <= num_frames <= lim["max_num_frames"]:
-            raise HTTPException(422, f"num_frames must be between 2 and {lim['max_num_frames']}")
+            _invalid("num_frames", f"num_frames must be between 2 and {lim['max_num_frames']}")
         if problem := pipeline.frames_problem(num_frames):
-            raise HTTPException(422, problem)
+            _invalid("num_frames", problem)
         if req.steps is not None and not 1 <= req.steps <= lim["max_steps"]:
-            raise HTTPException(422, f"steps must be between 1 and {lim['max_steps']}")
+            _invalid("steps", f"steps must be between 1 and {lim['max_steps']}")
         if req.guidance is not None and not 1.0 <= req.guidance <= lim["max_guidance"]:
-            raise HTTPException(422, f"guidance must be between 1.0 and {lim['max_guidance']}")
+            _invalid("guidance", f"guidance must be between 1.0 and {lim['max_guidance']}")
         return num_frames
+
+
+def _invalid(field: str, message: str) -> None:
+    """A 422 whose body is FastAPI's validation-error shape: {"detail": [{"loc", "msg", "type"}]}."""
+    raise RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
 app = Generator.bind()
