@@ -15,7 +15,6 @@ from typing import Literal
 
 import torch
 from fastapi import FastAPI, HTTPException
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -26,6 +25,13 @@ from reelforge.model.pipeline import TextToVideoPipeline
 api = FastAPI(title="reelforge", description="Text-to-video generation from the MLflow champion model.")
 
 CONTENT_TYPES = {"mp4": "video/mp4", "gif": "image/gif"}
+
+
+def _invalid(field: str, message: str) -> None:
+    """A 422 whose body is FastAPI's validation-error shape: {"detail": [{"loc", "msg", "type"}]}.
+    Defined above the deployment: Serve pickles the class when it is decorated, with the globals that exist
+    then (one defined below it is a NameError in the replica)."""
+    raise HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
 class GenerateRequest(BaseModel):
@@ -128,11 +134,6 @@ class Generator:
         if req.guidance is not None and not 1.0 <= req.guidance <= lim["max_guidance"]:
             _invalid("guidance", f"guidance must be between 1.0 and {lim['max_guidance']}")
         return num_frames
-
-
-def _invalid(field: str, message: str) -> None:
-    """A 422 whose body is FastAPI's validation-error shape: {"detail": [{"loc", "msg", "type"}]}."""
-    raise RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
 app = Generator.bind()
