@@ -53,8 +53,9 @@ def frechet_distance_features(real: Features, generated: Features) -> float:
     rank < D, and the trace term has an exact small form: with X, Y the centred features, S1 = X'X / (N1-1)
     and S2 = Y'Y / (N2-1), the non-zero eigenvalues of S1 S2 are the squared singular values of
     C = X Y' / sqrt((N1-1)(N2-1)) (N1 x N2), so tr (S1 S2)^{1/2} is C's nuclear norm. That replaces a D x D
-    sqrtm of a singular product by an N1 x N2 SVD (exact, and ~100x faster at N = 17, D = 400). With more
-    clips than dimensions, the moments and sqrtm (`frechet_distance`) are the cheaper route.
+    sqrtm of a singular product by an N1 x N2 SVD: exact, and 0.15 ms against 0.6 s at N = 17, D = 400
+    (benchmarks/evaluate.py). With more clips than dimensions, the moments and sqrtm (`frechet_distance`) are
+    the cheaper route.
     """
     x, y = _f64(real), _f64(generated)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
