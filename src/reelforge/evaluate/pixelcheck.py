@@ -6,7 +6,9 @@ colours from a known palette (recorded, with every shot's attributes, in the gro
 attribute is read directly:
 
 - background: the median colour of the border pixels over all frames, snapped to the background palette;
-  unreadable when fewer than `BORDER_AGREEMENT` of the border pixels lie near that palette colour (noise);
+  unreadable when fewer than `BORDER_AGREEMENT` of the border pixels lie near that palette colour (noise),
+  or when fewer than `BACKGROUND_FRAMES` of the frames' own border medians snap to it (a background that
+  flashes to another colour for a few frames is not the prompted one);
 - foreground: per frame, the pixels far from that background colour, split into 8-connected components;
   - single blob: in at least `BLOB_FRAMES` of the frames there is exactly one component, of `MIN_BLOB`
     pixels to `MAX_BLOB` of the frame (specks below a tenth of the largest one are compression noise, not a
@@ -40,6 +42,7 @@ PROMPT_ATTRIBUTES = ("color", "shape", "direction", "background")
 
 FOREGROUND_DISTANCE = 60.0  # RGB distance from the background colour that makes a pixel foreground
 BORDER_AGREEMENT = 0.6  # share of border pixels that must lie near the background colour
+BACKGROUND_FRAMES = 0.9  # share of frames whose own border snaps to the video's background
 MIN_BLOB = 4  # pixels in the smallest component that counts as a blob
 MAX_BLOB = 0.25  # share of the frame above which a component is a background change, not a shape
 BLOB_FRAMES = 0.75  # share of frames that must show exactly one blob
@@ -122,7 +125,9 @@ def read_video(video: np.ndarray, palette: dict[str, dict[str, tuple[int, int, i
     background, _ = _snap(bg_rgb, palette["background"])
     bg_ref = np.asarray(palette["background"][background], np.float64)
     near = np.linalg.norm(border - bg_ref, axis=1) < FOREGROUND_DISTANCE
-    if near.mean() < BORDER_AGREEMENT:
+    per_frame = np.median(border.reshape(t, -1, 3), axis=1)  # (T, 3)
+    steady = np.mean([_snap(rgb, palette["background"])[0] == background for rgb in per_frame])
+    if near.mean() < BORDER_AGREEMENT or steady < BACKGROUND_FRAMES:
         background = None
 
     fg = np.linalg.norm(frames - bg_rgb, axis=-1) > FOREGROUND_DISTANCE  # (T, H, W)

@@ -80,6 +80,13 @@ def test_crafted_failures_fail(labelled):
     r = check(read_video(repainted, palette), wanted)
     assert not r["background"] and r["color"]
 
+    flash = video.copy()  # the background changes for a quarter of the frames, then comes back
+    flash[len(video) // 2 : len(video) // 2 + len(video) // 4][
+        is_bg[len(video) // 2 : len(video) // 2 + len(video) // 4]
+    ] = palette["background"][other]
+    r = check(read_video(flash, palette), wanted)
+    assert not r["background"] and r["color"]
+
     two = video.copy()  # the same shape again, mirrored: two blobs
     shape = np.linalg.norm(video.astype(float) - bg, axis=-1) > 60
     mirrored = shape[:, ::-1, ::-1]
