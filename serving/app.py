@@ -10,21 +10,63 @@ once it is ready.
 No `from __future__ import annotations` here: FastAPI must see real types through Serve's class ingress.
 """
 
+import asyncio
+import json
+import logging
 import threading
-from typing import Literal
+import time
+from importlib import resources
+from typing import Annotated, Literal
 
 import torch
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import Response
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from reelforge.data.video import encode_gif, encode_mp4
 from reelforge.model.pipeline import TextToVideoPipeline
+from serving import auth, jobs, metrics, worker
 
 api = FastAPI(title="reelforge", description="Text-to-video generation from the MLflow champion model.")
+access_log = logging.getLogger("reelforge.access")
 
 CONTENT_TYPES = {"mp4": "video/mp4", "gif": "image/gif"}
+bearer = HTTPBearer(auto_error=False, description="An API key (`reelforge serve key add NAME`).")
+
+
+def api_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str | None:
+    """The caller's key name (None on an open endpoint). A dependency, so a 401 comes before any 422."""
+    try:
+        return auth.RING.check(credentials.credentials if credentials else None)
+    except auth.AuthError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+Owner = Annotated[str | None, Depends(api_key)]
+
+
+@api.middleware("http")
+async def _count_and_log(request: Request, call_next):  # noqa: ANN202
+    """Requests by route and status (/metrics) and one access line each, with Serve's request id (the
+    proxy sets `x-request-id` from the client's header or a new one, and returns it as X-Request-ID)."""
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.METRICS.request(path, request.method, status)
+        access_log.info(
+            "%s %s %d %.1fms request_id=%s", request.method, request.url.path, status,
+            (time.perf_counter() - t0) * 1e3, request.headers.get("x-request-id", "-"),
+        )  # fmt: skip
 
 
 def _invalid(field: str, message: str) -> None:
@@ -32,6 +74,15 @@ def _invalid(field: str, message: str) -> None:
     Defined above the deployment: Serve pickles the class when it is decorated, with the globals that exist
     then (one defined below it is a NameError in the replica)."""
     raise HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+def _encode(video, fps: float, fmt: str) -> bytes:  # noqa: ANN001
+    return encode_mp4(video, fps) if fmt == "mp4" else encode_gif(video, fps)
+
+
+def _batch_key(request: dict) -> str:
+    """Requests that can share one call of the model: the same frames, steps and guidance."""
+    return json.dumps([request["num_frames"], request["steps"], request["guidance"]])
 
 
 class GenerateRequest(BaseModel):
@@ -45,6 +96,12 @@ class GenerateRequest(BaseModel):
     format: Literal["mp4", "gif"] = "mp4"
 
 
+class JobAccepted(BaseModel):
+    id: str
+    status: Literal["queued"]
+    url: str
+
+
 @serve.deployment(name="generator")
 @serve.ingress(api)
 class Generator:
@@ -53,10 +110,20 @@ class Generator:
         self.pipeline = None
         self.model: dict = {}
         self.limits: dict = {}
+        self.store: jobs.JobStore | None = None
+        self.runner: worker.JobRunner | None = None
+        self.rate = auth.RateLimiter(0)
+        self.jobs_config: dict = {}
+        self.job_seconds = 5.0  # running mean of a job's generation time, for Retry-After
+        try:
+            self.name = serve.get_replica_context().replica_id.unique_id
+        except Exception:  # outside a Serve replica (a unit test)
+            self.name = f"local-{id(self)}"
+        metrics.METRICS.replica = self.name
 
     def reconfigure(self, config: dict) -> None:
-        """config: tracking_uri, model_name, version, limits, torch_threads, device, autocast (see
-        serving.deploy and serving/profiles.yaml)."""
+        """config: tracking_uri, model_name, version, limits, torch_threads, device, autocast, jobs,
+        api_keys_file, rate_limit_per_minute (see serving.deploy and serving/profiles.yaml)."""
         import mlflow
 
         from reelforge.registry.models import load_pipeline
@@ -64,29 +131,62 @@ class Generator:
 
         torch.set_num_threads(int(config.get("torch_threads", 1)))
         self.limits = config["limits"]
+        auth.RING = auth.KeyRing(config.get("api_keys_file"))
+        self.rate = auth.RateLimiter(int(config.get("rate_limit_per_minute", 0)))
         if (
-            self.model.get("version") == config["version"]
-            and self.model.get("model_name") == config["model_name"]
+            self.model.get("version") != config["version"]
+            or self.model.get("model_name") != config["model_name"]
         ):
-            return
-        mlflow.set_tracking_uri(config["tracking_uri"])
-        mlflow.set_registry_uri(config["tracking_uri"])
-        new = load_pipeline(config["model_name"], config["version"])  # beside the old one
-        autocast = getattr(torch, config["autocast"]) if config.get("autocast") else None
-        new.to(config.get("device", "cpu"), autocast=autocast)
-        info = {
-            "model_name": config["model_name"],
-            "version": config["version"],
-            "alias": config.get("alias"),
-            "metrics": version_metrics(config["model_name"], config["version"]),
-            "num_frames": new.num_frames,
-            "fps": new.fps,
-            "resolution": [new.model.cfg.height, new.model.cfg.width],
-            "device": str(next(new.model.parameters()).device),
-            "autocast": config.get("autocast"),
-        }
-        with self._lock:  # swap the reference only once the new model is ready
-            self.pipeline, self.model = new, info
+            mlflow.set_tracking_uri(config["tracking_uri"])
+            mlflow.set_registry_uri(config["tracking_uri"])
+            new = load_pipeline(config["model_name"], config["version"])  # beside the old one
+            autocast = getattr(torch, config["autocast"]) if config.get("autocast") else None
+            new.to(config.get("device", "cpu"), autocast=autocast)
+            info = {
+                "model_name": config["model_name"],
+                "version": config["version"],
+                "alias": config.get("alias"),
+                "metrics": version_metrics(config["model_name"], config["version"]),
+                "num_frames": new.num_frames,
+                "fps": new.fps,
+                "resolution": [new.model.cfg.height, new.model.cfg.width],
+                "device": str(next(new.model.parameters()).device),
+                "autocast": config.get("autocast"),
+            }
+            with self._lock:  # swap the reference only once the new model is ready
+                self.pipeline, self.model = new, info
+            metrics.METRICS.serving(info["model_name"], info["version"])
+        j = config["jobs"]
+        if self.store is None or str(self.store.engine.url) != j["url"]:
+            if self.runner is not None:
+                self.runner.stop(j["graceful_s"])
+            self.store = jobs.JobStore(j["url"], j["results_dir"], j["result_ttl_s"], j["stale_s"])
+            self.runner = worker.JobRunner(
+                self.store, self._run_jobs, lambda: str(self.model["version"]), self.name
+            ).start()
+        self.jobs_config = j
+        batching = config["batching"]
+        self.runner.max_batch = batching["max_batch_size"]
+        self._generate_batched.set_max_batch_size(batching["max_batch_size"])
+        self._generate_batched.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
+
+    def __del__(self) -> None:
+        """Serve calls this when it retires the replica (a promotion, a scale-down): claim no more jobs and
+        let the one in hand finish on this replica's version."""
+        if self.runner is not None:
+            self.runner.stop(self.jobs_config.get("graceful_s", 30))
+
+    # --- open routes ---------------------------------------------------------------------------------
+    @api.get("/", include_in_schema=False)
+    def page(self) -> FileResponse:
+        return FileResponse(resources.files("serving") / "static" / "index.html")
+
+    @api.get("/static/{name}", include_in_schema=False)
+    def static(self, name: str) -> FileResponse:
+        path = resources.files("serving") / "static" / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(path)
 
     @api.get("/healthz")
     def healthz(self) -> dict:
@@ -94,23 +194,127 @@ class Generator:
             raise HTTPException(503, "no model loaded yet")
         return {"status": "ok", "version": self.model["version"]}
 
+    @api.get("/metrics", include_in_schema=False)
+    def prometheus(self) -> Response:
+        counts = self.store.counts() if self.store else {}
+        return Response(metrics.METRICS.render(counts), media_type="text/plain; version=0.0.4")
+
+    # --- keyed routes --------------------------------------------------------------------------------
     @api.get("/v1/model")
-    def model_info(self) -> dict:
+    def model_info(self, owner: Owner) -> dict:
         return self.model
 
     @api.post("/v1/generate")
-    def generate(self, req: GenerateRequest) -> Response:
-        pipeline = self.pipeline
-        num_frames = self._check(req, pipeline)
-        video = pipeline.generate(
-            [req.prompt], [req.seed], num_frames=num_frames, steps=req.steps, guidance=req.guidance
-        )[0]  # (T, H, W, 3)
-        data = encode_mp4(video, pipeline.fps) if req.format == "mp4" else encode_gif(video, pipeline.fps)
+    async def generate(self, req: GenerateRequest, request: Request, owner: Owner) -> Response:
+        """Generate synchronously: for short requests. Long ones belong in POST /v1/videos. Concurrent
+        compatible requests are sampled together (`serve.batch`, sized by the profile)."""
+        self._admit(owner, request)
+        body = req.model_dump() | {"num_frames": self._check(req, self.pipeline)}
+        data, version = await self._generate_batched(body)
         return Response(
             data,
             media_type=CONTENT_TYPES[req.format],
-            headers={"X-Model-Version": str(self.model["version"]), "X-Num-Frames": str(len(video))},
+            headers={"X-Model-Version": str(version), "X-Num-Frames": str(body["num_frames"])},
         )
+
+    @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)  # sized in reconfigure, from the profile
+    async def _generate_batched(self, requests: list[dict]) -> list[tuple[bytes, str]]:
+        version = str(self.model["version"])
+        results = await asyncio.to_thread(self._sample, requests, None, "sync")
+        return [(data, version) for data, _ in results]
+
+    @api.post("/v1/videos", status_code=202, response_model=JobAccepted)
+    def submit(self, req: GenerateRequest, request: Request, owner: Owner) -> JSONResponse:
+        """Queue a generation job: 202 with its id and a Location to poll. 503 with Retry-After when the
+        queue is full."""
+        self._admit(owner, request)
+        body = req.model_dump() | {"num_frames": self._check(req, self.pipeline)}
+        try:
+            job = self.store.submit(
+                body, owner, request.headers.get("x-request-id"), self.jobs_config["max_queued"],
+                batch_key=_batch_key(body),
+            )  # fmt: skip
+        except jobs.QueueFull as full:
+            wait = max(1, round(full.queued * self.job_seconds))
+            raise HTTPException(
+                503, f"the job queue is full ({full.queued} queued); retry later",
+                headers={"Retry-After": str(wait)},
+            ) from None  # fmt: skip
+        url = f"/v1/videos/{job.id}"
+        return JSONResponse(
+            {"id": job.id, "status": "queued", "url": url}, status_code=202, headers={"Location": url}
+        )
+
+    @api.get("/v1/videos/{job_id}")
+    def job(self, job_id: str, owner: Owner) -> dict:
+        """status: queued | running | succeeded | failed | cancelled; progress 0-1 (per sampling step)."""
+        return self._job(job_id, owner).public()
+
+    @api.get("/v1/videos/{job_id}/content")
+    def content(self, job_id: str, owner: Owner) -> FileResponse:
+        job = self._job(job_id, owner)
+        if job.status != "succeeded":
+            raise HTTPException(409, f"job {job_id} is {job.status}; the video exists once it succeeded")
+        fmt = job.request["format"]
+        return FileResponse(
+            job.result, media_type=CONTENT_TYPES[fmt], headers={"X-Model-Version": str(job.model_version)}
+        )
+
+    @api.delete("/v1/videos/{job_id}")
+    def delete(self, job_id: str, owner: Owner) -> dict:
+        """Cancel a queued or running job; delete a finished one and its video."""
+        job = self._job(job_id, owner)
+        self.store.cancel(job.id)
+        done = job.status in jobs.FINISHED
+        return {"id": job.id, "status": "deleted" if done else "cancelled"}
+
+    # --- helpers -------------------------------------------------------------------------------------
+    def _admit(self, owner: str | None, request: Request) -> None:
+        """The per-key rate limit on generation requests: 429 with Retry-After past it."""
+        client = owner or (request.client.host if request.client else "unknown")
+        wait = self.rate.acquire(client)
+        if wait:
+            raise HTTPException(
+                429, "rate limit exceeded for this key", headers={"Retry-After": str(max(1, round(wait)))}
+            )
+
+    def _job(self, job_id: str, owner: str | None) -> jobs.Job:
+        job = self.store.get(job_id)
+        if job is None or job.owner != owner:  # another key's job does not exist for this one
+            raise HTTPException(404, f"no job {job_id}")
+        return job
+
+    def _run_jobs(self, requests: list[dict], report) -> list[tuple[bytes, str]]:  # noqa: ANN001
+        return self._sample(requests, report, "job")
+
+    def _sample(self, requests: list[dict], report, mode: str) -> list[tuple[bytes, str]]:  # noqa: ANN001
+        """Generate and encode requests, one call of the model per group of compatible ones; results in
+        the order of `requests`. `report(fraction)` after each sampling step of each group."""
+        pipeline = self.pipeline
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(_batch_key(r), []).append(i)
+        out: list = [None] * len(requests)
+        for g, members in enumerate(groups.values()):
+            first = requests[members[0]]
+            t0 = time.perf_counter()
+
+            def progress(done: int, total: int, g: int = g) -> None:
+                if report is not None:
+                    report((g + done / total) / len(groups))
+
+            videos = pipeline.generate(
+                [requests[i]["prompt"] for i in members], [requests[i]["seed"] for i in members],
+                num_frames=first["num_frames"], steps=first["steps"], guidance=first["guidance"],
+                callback=progress,
+            )  # fmt: skip
+            for i, video in zip(members, videos, strict=True):
+                out[i] = (_encode(video, pipeline.fps, requests[i]["format"]), requests[i]["format"])
+            seconds = time.perf_counter() - t0
+            metrics.METRICS.generated(mode, seconds, len(members))
+            if mode == "job":
+                self.job_seconds = 0.8 * self.job_seconds + 0.2 * seconds / len(members)
+        return out
 
     def _check(self, req: GenerateRequest, pipeline: TextToVideoPipeline | None) -> int:
         """Validate against the configured limits; a bad request is a 422 that says what to change, in the

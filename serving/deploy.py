@@ -18,6 +18,8 @@ import yaml
 
 from reelforge.config import ServeConfig
 from reelforge.registry.tracking import champion_version, setup
+from serving.auth import ENV, KeyRing, is_loopback
+from serving.jobs import default_url
 
 APP_NAME = "reelforge"
 
@@ -44,7 +46,10 @@ def ensure_ray_head(cfg: ServeConfig) -> str:
         "--include-dashboard=false",
         "--disable-usage-stats",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # Serve kills a proxy that is not ready within 5 s; on a busy 2-core machine (training beside it) that
+    # fails `serve.start`. The head's processes inherit this environment.
+    env = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"} | dict(os.environ)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{proc.stdout}\n{proc.stderr}")
     return address
@@ -59,8 +64,14 @@ def endpoint(cfg: ServeConfig) -> str:
     return f"http://{cfg.serve.host}:{cfg.serve.port}"
 
 
-def deploy(cfg: ServeConfig, project_root: str | Path | None = None, wait_s: float = 300) -> dict:
-    """Deploy (or reconfigure in place) the app serving the current champion version."""
+def deploy(
+    cfg: ServeConfig,
+    project_root: str | Path | None = None,
+    wait_s: float = 300,
+    profile_overrides: dict | None = None,
+) -> dict:
+    """Deploy (or reconfigure in place) the app serving the current champion version. `profile_overrides`
+    replace keys of the serve.profile (benchmarks compare batch sizes with it)."""
     import ray
     from ray import serve
 
@@ -72,9 +83,11 @@ def deploy(cfg: ServeConfig, project_root: str | Path | None = None, wait_s: flo
             f"model {name!r} has no {alias!r} alias: no version has passed the promotion "
             "gates yet (reports/promotion.json says why; the gates are params.yaml promote.*)"
         )
-    import serving
-
-    profile = yaml.safe_load((Path(serving.__file__).parent / "profiles.yaml").read_text())[cfg.serve.profile]
+    profile = load_profile(cfg.serve.profile) | (profile_overrides or {})
+    root = Path(project_root or Path.cwd()).resolve()
+    keys = keys_file(cfg, root)
+    check_open_endpoint(cfg.serve.host, keys)
+    state = root / cfg.serve.state_dir
     address = ensure_ray_head(cfg)
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     try:
@@ -93,18 +106,62 @@ def deploy(cfg: ServeConfig, project_root: str | Path | None = None, wait_s: flo
                 k: getattr(cfg.serve, k)
                 for k in ("max_prompt_chars", "max_num_frames", "max_steps", "max_guidance")
             },
+            "jobs": {
+                "url": cfg.serve.jobs_url or default_url(state),
+                "results_dir": str(state / "results"),
+                "result_ttl_s": cfg.serve.result_ttl_s,
+                "stale_s": cfg.serve.job_stale_s,
+                "max_queued": cfg.serve.max_queued_jobs,
+                "graceful_s": profile["graceful_shutdown_timeout_s"],
+            },
+            "batching": {k: profile[k] for k in ("max_batch_size", "batch_wait_timeout_s")},
+            "api_keys_file": str(keys),
+            "rate_limit_per_minute": cfg.serve.rate_limit_per_minute,
         }
-        app = Generator.options(
-            user_config=user_config,
-            num_replicas=profile["num_replicas"],
-            max_ongoing_requests=profile["max_ongoing_requests"],
-            ray_actor_options={"num_cpus": profile["num_cpus"], "num_gpus": profile["num_gpus"]},
-        ).bind()
+        app = Generator.options(user_config=user_config, **deployment_options(profile)).bind()
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     finally:
         ray.shutdown()
     _wait_healthy(cfg, version, wait_s)
     return {"model_name": name, "version": version, "url": endpoint(cfg), "ray_address": address}
+
+
+def load_profile(name: str) -> dict:
+    import serving
+
+    return yaml.safe_load((Path(serving.__file__).parent / "profiles.yaml").read_text())[name]
+
+
+def deployment_options(profile: dict) -> dict:
+    """Serve deployment options from a profile of serving/profiles.yaml: a fixed replica count, or an
+    autoscaling config (replicas between min and max, by ongoing requests per replica)."""
+    scaling = (
+        {"autoscaling_config": profile["autoscaling"]}
+        if profile.get("autoscaling")
+        else {"num_replicas": profile["num_replicas"]}
+    )
+    return scaling | {
+        "max_ongoing_requests": profile["max_ongoing_requests"],
+        "max_queued_requests": profile["max_queued_requests"],
+        "graceful_shutdown_timeout_s": profile["graceful_shutdown_timeout_s"],
+        "ray_actor_options": {"num_cpus": profile["num_cpus"], "num_gpus": profile["num_gpus"]},
+    }
+
+
+def keys_file(cfg: ServeConfig, project_root: str | Path | None = None) -> Path:
+    path = Path(cfg.serve.api_keys_file)
+    return path if path.is_absolute() else Path(project_root or Path.cwd()).resolve() / path
+
+
+def check_open_endpoint(host: str, keys_file: Path) -> None:
+    """Refuse to start an endpoint without API keys on anything but a loopback address."""
+    if is_loopback(host) or KeyRing(keys_file).enabled:
+        return
+    raise RuntimeError(
+        f"serve.host is {host}, reachable from other machines, and no API key is configured: "
+        f"add one with `reelforge serve key add NAME` (serve.api_keys_file) or set {ENV}, "
+        "or bind to 127.0.0.1"
+    )
 
 
 def _wait_healthy(cfg: ServeConfig, version: str, wait_s: float) -> None:

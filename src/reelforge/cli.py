@@ -196,6 +196,35 @@ def promote(
 
 
 @app.command()
+def rollback(
+    reason: str = typer.Option(..., help="Why: recorded in MLflow with who moved the alias and when."),
+    to: str | None = typer.Option(None, help="Version to serve (default: the champion before this one)."),
+    params: ParamsOpt = Path("params.yaml"),
+    set: SetOpt = None,
+) -> None:
+    """Move the champion alias back to the previous champion and redeploy the endpoint if it is up."""
+    from reelforge.registry.tracking import champion_version, move_alias, rollback_target, setup
+    from serving.deploy import deploy, endpoint_status
+
+    cfg = _params(params, set).stage(ServeConfig)
+    setup(cfg.registry)
+    name, alias = cfg.registry.model_name, cfg.registry.alias
+    current = champion_version(name, alias)
+    try:
+        target = to or rollback_target(name, alias)
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    entry = move_alias(name, alias, target, "rollback", reason)
+    console.print(f"{name}@{alias}: v{current} -> v{target} (by {entry['by']} at {entry['at']}: {reason})")
+    if endpoint_status(cfg) is None:
+        console.print("the endpoint is not up; `reelforge serve deploy` serves it")
+        return
+    info = deploy(cfg)
+    console.print(f"serving {info['model_name']} v{info['version']} at {info['url']}")
+
+
+@app.command()
 def run(
     project: Path = typer.Option(Path("."), help="Project root (holds dvc.yaml, params.yaml)."),
     serve: bool = typer.Option(True, help="Deploy the champion to Ray Serve at the end."),
@@ -243,11 +272,12 @@ def _print_curl(cfg: ServeConfig) -> None:
     from serving.deploy import endpoint
 
     url = endpoint(cfg)
-    console.print(f"\nThe endpoint is up at {url} (stop it with `reelforge serve stop`). Try:\n")
-    print(
-        f"curl -s -X POST {url}/v1/generate -H 'content-type: application/json' "
-        f'-d \'{{"prompt": "a red circle moves left over a black background", "seed": 1}}\' -o video.mp4'
-    )
+    body = '{"prompt": "a red circle moves left over a black background", "seed": 1}'
+    console.print(f"\nThe endpoint is up at {url} (stop it with `reelforge serve stop`).")
+    console.print(f"Open {url}/ in a browser, or queue a job and poll the url it answers:\n")
+    print(f"curl -s -X POST {url}/v1/videos -H 'content-type: application/json' -d '{body}'")
+    console.print("\nor, for a short request, get the video back at once:\n")
+    print(f"curl -s -X POST {url}/v1/generate -H 'content-type: application/json' -d '{body}' -o video.mp4")
 
 
 @serve_app.command("deploy")
@@ -259,6 +289,46 @@ def serve_deploy(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) ->
     info = deploy(cfg)
     console.print(f"serving {info['model_name']} v{info['version']} at {info['url']}")
     _print_curl(cfg)
+
+
+key_app = typer.Typer(no_args_is_help=True, help="API keys of the endpoint (stored as hashes only).")
+serve_app.add_typer(key_app, name="key")
+
+
+@key_app.command("add")
+def key_add(name: str, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Make an API key NAME; prints it once (only its hash is kept). Live replicas accept it at once."""
+    from serving.auth import add_key
+    from serving.deploy import keys_file
+
+    path = keys_file(_params(params, None).stage(ServeConfig))
+    key = add_key(path, name)
+    console.print(f"added key {name!r} to {path}; send it as `Authorization: Bearer <key>`:")
+    print(key)
+
+
+@key_app.command("revoke")
+def key_revoke(name: str, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Revoke the API key NAME; live replicas refuse it from the next request."""
+    from serving.auth import revoke_key
+    from serving.deploy import keys_file
+
+    path = keys_file(_params(params, None).stage(ServeConfig))
+    if not revoke_key(path, name):
+        console.print(f"[red]no key named {name!r} in {path}[/red]")
+        raise typer.Exit(1)
+    console.print(f"revoked key {name!r}")
+
+
+@key_app.command("list")
+def key_list(params: ParamsOpt = Path("params.yaml")) -> None:
+    """The names of the API keys (the keys themselves are not stored)."""
+    from serving.auth import KeyRing
+    from serving.deploy import keys_file
+
+    ring = KeyRing(keys_file(_params(params, None).stage(ServeConfig)))
+    names = sorted(ring.keys().values())
+    console.print("\n".join(names) if names else "no keys: the endpoint is open (loopback hosts only)")
 
 
 @serve_app.command("stop")

@@ -304,6 +304,31 @@ class ServeParams(Section):
     max_num_frames: int = Field(32, ge=1)
     max_steps: int = Field(100, ge=1)
     max_guidance: float = Field(20.0, ge=1)
+    state_dir: str = Field(
+        ".serve", description="Job results and (by default) the SQLite job table; relative to the project."
+    )
+    jobs_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job table every replica shares: None = SQLite in state_dir (one "
+        "machine); postgresql://... for replicas on several machines.",
+    )
+    result_ttl_s: float = Field(86400, gt=0, description="A finished job and its video are kept this long.")
+    max_queued_jobs: int = Field(64, ge=1, description="Past this many queued jobs POST /v1/videos is a 503.")
+    job_stale_s: float = Field(
+        120,
+        gt=0,
+        description="A running job whose replica has not reported for this long is re-queued (once) or "
+        "failed: longer than one sampling step of the largest request.",
+    )
+    api_keys_file: str = Field(
+        ".serve/api_keys",
+        description="Hashes of the API keys (`reelforge serve key add NAME`), relative to the project; with "
+        "no keys (there or in REELFORGE_API_KEY_HASHES) the endpoint is open, which only a loopback host "
+        "allows.",
+    )
+    rate_limit_per_minute: int = Field(
+        60, ge=0, description="Generation requests per key (or client address) a minute; 0: no limit."
+    )
 
 
 class RegistryParams(Section):

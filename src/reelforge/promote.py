@@ -19,11 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from mlflow import MlflowClient
 
 from reelforge.config import PromoteConfig, PromoteParams
 from reelforge.files import write_json_atomic
-from reelforge.registry.tracking import champion_version, setup
+from reelforge.registry.tracking import champion_version, move_alias, setup
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,10 @@ def run(cfg: PromoteConfig, evaluation_path: str | Path, decision_path: str | Pa
     failures, evidence = decide(cfg.promote, report)
     promoted = not failures
     if promoted:
-        MlflowClient().set_registered_model_alias(name, alias, candidate["version"])
+        move_alias(
+            name, alias, candidate["version"], "promote",
+            f"evaluation run {report['eval_run_id']}: every promotion gate passed",
+        )  # fmt: skip
     decision = PromoteResult(
         model_name=name,
         candidate_version=candidate["version"],

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -76,7 +77,7 @@ def project(tmp_path_factory):
     params["promote"].update(
         max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0
     )  # a 20-step model, gates open
-    params["serve"].update(port=PORT, ray_port=RAY_PORT)
+    params["serve"].update(port=PORT, ray_port=RAY_PORT, rate_limit_per_minute=0)  # clients call in loops
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(proj, "git", "init", "-q")
     sh(proj, "git", "add", "-A")
@@ -200,8 +201,9 @@ def _set_alias(proj: Path, version: str) -> None:
         proj,
         sys.executable,
         "-c",
-        "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-        f"mlflow.MlflowClient().set_registered_model_alias('reelforge-t2v', 'champion', '{version}')",
+        "import mlflow; from reelforge.registry.tracking import move_alias; "
+        "mlflow.set_tracking_uri('sqlite:///mlflow.db'); mlflow.set_registry_uri('sqlite:///mlflow.db'); "
+        f"move_alias('reelforge-t2v', 'champion', '{version}', 'promote', 'set by the e2e test')",
     )
 
 
@@ -254,13 +256,19 @@ def test_second_run_changes_nothing(project):
 
 
 def test_promotion_swaps_the_served_version_without_failed_requests(project, second_version):
-    """Move the alias to another version, redeploy while a client keeps calling: no request fails."""
+    """Move the alias to another version, redeploy while a client keeps calling and jobs are queued and
+    running: no request fails and every job finishes. Then `reelforge rollback` serves the old one again."""
     import threading
 
     proj, _ = project
-    before = httpx.get(f"http://127.0.0.1:{PORT}/v1/model").json()["version"]
+    url = f"http://127.0.0.1:{PORT}"
+    before = httpx.get(f"{url}/v1/model").json()["version"]
     target = "1" if before == second_version else second_version
     _set_alias(proj, target)
+    jobs = [
+        httpx.post(f"{url}/v1/videos", json={"prompt": "a red circle", "seed": i}, timeout=30).json()["url"]
+        for i in range(4)
+    ]
     seen: list[tuple[int, str | None]] = []
     done = threading.Event()
 
@@ -281,7 +289,17 @@ def test_promotion_swaps_the_served_version_without_failed_requests(project, sec
         done.set()
         thread.join(timeout=120)
     assert seen and all(code == 200 for code, _ in seen), seen
-    assert seen[0][1] == before and httpx.get(f"http://127.0.0.1:{PORT}/v1/model").json()["version"] == target
+    assert seen[0][1] == before and httpx.get(f"{url}/v1/model").json()["version"] == target
+    finished = []
+    for job_url in jobs:
+        while (job := httpx.get(url + job_url, timeout=30).json())["status"] in ("queued", "running"):
+            time.sleep(0.2)
+        finished.append(job)
+    assert all(j["status"] == "succeeded" for j in finished), finished
+    assert {j["model_version"] for j in finished} <= {before, target}
+    back = sh(proj, "reelforge", "rollback", "--reason", "e2e: the new version is worse")
+    assert f"v{target} -> v{before}" in back.stdout, back.stdout
+    assert httpx.get(f"{url}/v1/model").json()["version"] == before == _alias(proj)
 
 
 def test_evaluate_a_registered_version_against_the_champion(project, second_version):

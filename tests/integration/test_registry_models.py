@@ -103,3 +103,52 @@ def test_evaluation_frames_draws_the_champion_as_a_png(registry, monkeypatch, ca
         2 * (16 + 2) * 2,
     )  # 3 frames x 2 prompts, 16 px + gutter
     assert f"reelforge-t2v v{version}" in capsys.readouterr().out
+
+
+def test_rollback_moves_the_alias_back_and_records_who_when_and_why(registry):
+    """`reelforge rollback`: back to the champion before the current one, one step further each time, with
+    every move recorded in MLflow (on the registered model and on the version)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from reelforge.cli import app
+    from reelforge.registry.tracking import alias_history, champion_version, move_alias
+    from tests.conftest import REPO
+
+    _pipeline_dir(registry / "t2v")
+    versions = []
+    for _ in range(3):
+        with mlflow.start_run():
+            versions.append(log_and_register(registry / "t2v", "reelforge-t2v"))
+    for v in versions:
+        move_alias("reelforge-t2v", "champion", v, "promote", f"gates passed for v{v}")
+    shutil.copy(REPO / "params.yaml", registry / "params.yaml")
+    closed = ["--set", "serve.port=8139"]  # nothing listens there: the endpoint is down
+
+    def rollback(*args):
+        return CliRunner().invoke(app, ["rollback", *args, *closed])
+
+    r = rollback("--reason", "v3 draws noise")
+    assert r.exit_code == 0, r.output
+    assert "v3 -> v2" in r.output and "endpoint is not up" in r.output
+    assert champion_version("reelforge-t2v", "champion") == "2"
+    last = alias_history("reelforge-t2v", "champion")[-1]
+    assert (last["version"], last["previous"], last["action"], last["reason"]) == (
+        "2", "3", "rollback", "v3 draws noise"
+    )  # fmt: skip
+    assert last["by"] and last["at"].endswith("Z")
+    tags = mlflow.MlflowClient().get_model_version("reelforge-t2v", "2").tags
+    assert tags["champion.moved_action"] == "rollback" and tags["champion.moved_reason"] == "v3 draws noise"
+    assert "v2 -> v1" in rollback("--reason", "v2 too").output  # further back, not forth to v3
+    r = rollback("--reason", "again")
+    assert r.exit_code == 1 and "no earlier champion" in r.output  # v1 was the first
+    assert "v1 -> v3" in rollback("--reason", "fixed", "--to", "3").output
+    assert [h["version"] for h in alias_history("reelforge-t2v", "champion")] == [
+        "1",
+        "2",
+        "3",
+        "2",
+        "1",
+        "3",
+    ]

@@ -13,6 +13,8 @@ the final Euler step lands exactly on the network's clean estimate, so no residu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -88,10 +90,12 @@ class RectifiedFlow:
         noise: torch.Tensor,
         steps: int,
         guidance: float,
+        callback: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Euler integration from noise (B, T, C, H, W) at s=1 to data at s=0; returns x0 in about [-1, 1].
 
-        Classifier-free guidance: v = v_null + guidance * (v_text - v_null).
+        Classifier-free guidance: v = v_null + guidance * (v_text - v_null). `callback(done, steps)` runs
+        after every step (progress reports; an exception it raises stops sampling).
         """
         scheduler = FlowMatchEulerDiscreteScheduler(
             num_train_timesteps=self.cfg.num_train_timesteps, shift=self.cfg.shift
@@ -99,11 +103,13 @@ class RectifiedFlow:
         scheduler.set_timesteps(steps)
         x = noise.to(text_ids.device)
         both = torch.cat([null_ids, text_ids]) if guidance != 1.0 else text_ids
-        for t in scheduler.timesteps:
+        for i, t in enumerate(scheduler.timesteps):
             x_in = torch.cat([x, x]) if guidance != 1.0 else x
             v = self.velocity(model, x_in, t.expand(x_in.shape[0]).to(x.device), both)
             if guidance != 1.0:
                 v_null, v_text = v.chunk(2)
                 v = v_null + guidance * (v_text - v_null)
             x = scheduler.step(v, t, x).prev_sample
+            if callback is not None:
+                callback(i + 1, steps)
         return x

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -115,9 +116,11 @@ class TextToVideoPipeline:
         num_frames: int | None = None,
         steps: int | None = None,
         guidance: float | None = None,
+        callback: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """(B, T, H, W, 3) uint8 videos, one per prompt and seed."""
-        return to_uint8(self.sample(prompts, seeds, num_frames, steps, guidance).float())
+        """(B, T, H, W, 3) uint8 videos, one per prompt and seed; `callback(done, steps)` after each
+        sampling step."""
+        return to_uint8(self.sample(prompts, seeds, num_frames, steps, guidance, callback).float())
 
     @torch.no_grad()
     def sample(
@@ -127,6 +130,7 @@ class TextToVideoPipeline:
         num_frames: int | None = None,
         steps: int | None = None,
         guidance: float | None = None,
+        callback: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """(B, T, 3, H, W) decoded frames in about [-1, 1], on the model's device.
 
@@ -151,5 +155,6 @@ class TextToVideoPipeline:
                 torch.cat(noise).to(device),  # (B, T', C, H', W')
                 steps or self.default_steps,
                 self.default_guidance if guidance is None else guidance,
+                callback,
             )
             return self.autoencoder.decode(z)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
+import time
 from pathlib import Path
 
 import mlflow
@@ -44,6 +47,55 @@ def champion_version(name: str, alias: str) -> str | None:
         return str(MlflowClient().get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
+
+
+HISTORY_KEEP = 20  # moves kept in the registered model's tag (MLflow caps tag length)
+
+
+def _history_tag(alias: str) -> str:
+    return f"alias_history.{alias}"
+
+
+def alias_history(name: str, alias: str) -> list[dict]:
+    """Every recorded move of `alias`, oldest first: version, previous, action, at, by, reason."""
+    tags = MlflowClient().get_registered_model(name).tags
+    return json.loads(tags.get(_history_tag(alias), "[]"))
+
+
+def move_alias(name: str, alias: str, version: str, action: str, reason: str, by: str | None = None) -> dict:
+    """Point `alias` at `version` and record who moved it, when and why: on the registered model (the history
+    a rollback reads) and on the version (`<alias>.moved_*` tags, shown in the MLflow UI)."""
+    client = MlflowClient()
+    entry = {
+        "version": str(version), "previous": champion_version(name, alias), "action": action,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "by": by or _user(), "reason": reason,
+    }  # fmt: skip
+    client.set_registered_model_alias(name, alias, str(version))
+    history = (alias_history(name, alias) + [entry])[-HISTORY_KEEP:]
+    client.set_registered_model_tag(name, _history_tag(alias), json.dumps(history))
+    for key in ("action", "at", "by", "reason"):
+        client.set_model_version_tag(name, str(version), f"{alias}.moved_{key}", entry[key])
+    return entry
+
+
+def rollback_target(name: str, alias: str) -> str:
+    """The champion before the current one: the `previous` of the move that promoted the current version
+    (so a second rollback goes one further back, not forth)."""
+    current = champion_version(name, alias)
+    for entry in reversed(alias_history(name, alias)):
+        if entry["version"] == current and entry["action"] == "promote" and entry["previous"]:
+            return entry["previous"]
+    raise LookupError(
+        f"{name}@{alias} is v{current}, and no earlier champion is recorded for it: "
+        "name the version to go back to (--to)"
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return f"uid {os.getuid()}"
 
 
 def version_metrics(name: str, version: str) -> dict[str, float]:

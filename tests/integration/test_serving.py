@@ -1,0 +1,207 @@
+"""The endpoint on a real local Ray Serve, serving a small registered model from a real MLflow (SQLite):
+async jobs with progress, cancel and delete, a bounded queue, API keys, metrics, request ids, the page, and
+a job that survives its replica being killed."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from reelforge.config import Params, RegistryParams, SchedulerParams, ServeConfig
+from reelforge.data.video import decode_bytes
+from reelforge.model.autoencoder import Autoencoder
+from reelforge.model.backbone import ModelConfig, TextToVideoModel
+from reelforge.model.pipeline import TextToVideoPipeline
+from reelforge.model.text import PromptTokenizer, train_tokenizer
+from reelforge.registry.models import log_and_register
+from reelforge.registry.tracking import setup
+from serving.auth import add_key, revoke_key
+from serving.deploy import deploy, stop
+
+pytestmark = pytest.mark.slow
+PORT, RAY_PORT = 8131, 6393
+URL = f"http://127.0.0.1:{PORT}"
+PROMPT = "a red circle moves left over a black background"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    cwd = os.getcwd()
+    os.chdir(root)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("RAY_ADDRESS", None)
+    params = Params().model_dump()
+    params["serve"].update(
+        port=PORT, ray_port=RAY_PORT, max_queued_jobs=2, job_stale_s=3, rate_limit_per_minute=0
+    )
+    cfg = Params(**params).stage(ServeConfig)
+    setup(RegistryParams())
+    torch.manual_seed(0)
+    tokenizer = PromptTokenizer(train_tokenizer([PROMPT]), 12)
+    model = TextToVideoModel(ModelConfig("tiny-conv", 8, 32, 32, 3, tokenizer.tok.get_vocab_size(), 12))
+    pipeline = TextToVideoPipeline(
+        model.eval(), tokenizer, Autoencoder(None), SchedulerParams(), 8.0, 8, 4, 3.0
+    )
+    pipeline.save_pretrained(root / "t2v")
+    with mlflow.start_run():
+        version = log_and_register(root / "t2v", cfg.registry.model_name)
+    with mlflow.start_run():
+        log_and_register(root / "t2v", cfg.registry.model_name)  # a second version, for a promotion
+    MlflowClient().set_registered_model_alias(cfg.registry.model_name, cfg.registry.alias, version)
+    try:
+        deploy(cfg, root)
+        yield cfg, root, version
+    finally:
+        stop(cfg)
+        os.chdir(cwd)
+
+
+def _wait_job(url, headers=None, until=("succeeded", "failed", "cancelled"), timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = httpx.get(URL + url, headers=headers, timeout=30).json()
+        if job["status"] in until:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def test_a_job_is_queued_polled_and_its_video_fetched(served):
+    _, _, version = served
+    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "seed": 3, "num_frames": 8}, timeout=30)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "queued" and r.headers["location"] == body["url"] == f"/v1/videos/{body['id']}"
+    job = _wait_job(body["url"])
+    assert job["status"] == "succeeded" and job["progress"] == 1.0 and job["model_version"] == version
+    assert job["timings"]["running_s"] > 0 and job["request"]["num_frames"] == 8
+    video = httpx.get(f"{URL}{body['url']}/content", timeout=30)
+    assert video.headers["content-type"] == "video/mp4" and decode_bytes(video.content).shape[:2] == (8, 32)
+    # the same request made synchronously gives the same frames (one inference path)
+    sync = httpx.post(f"{URL}/v1/generate", json={"prompt": PROMPT, "seed": 3, "num_frames": 8}, timeout=60)
+    assert (decode_bytes(sync.content) == decode_bytes(video.content)).all()
+    gone = httpx.delete(f"{URL}{body['url']}", timeout=30)
+    assert gone.json()["status"] == "deleted"
+    assert httpx.get(f"{URL}{body['url']}", timeout=30).status_code == 404
+
+
+def test_progress_is_reported_and_a_running_job_can_be_cancelled(served):
+    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "steps": 100}, timeout=30)
+    url = r.json()["url"]
+    deadline = time.monotonic() + 60
+    while (job := httpx.get(URL + url, timeout=30).json())["progress"] < 0.05:
+        assert time.monotonic() < deadline and job["status"] in ("queued", "running"), job
+        time.sleep(0.05)
+    assert job["status"] == "running" and 0 < job["progress"] < 1
+    assert httpx.delete(URL + url, timeout=30).json()["status"] == "cancelled"
+    job = _wait_job(url)
+    assert job["status"] == "cancelled" and job["progress"] < 1
+    content = httpx.get(f"{URL}{url}/content", timeout=30)
+    assert content.status_code == 409 and "cancelled" in content.json()["detail"]
+
+
+def test_a_full_queue_answers_503_with_retry_after(served):
+    urls, refused = [], []
+    for _ in range(10):  # a batch of up to 4 (the cpu profile's) runs, two wait, the rest are refused
+        r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "steps": 60}, timeout=30)
+        (urls if r.status_code == 202 else refused).append(r)
+    assert len(urls) <= 4 + 2 and refused, [r.status_code for r in refused]
+    assert all(r.status_code == 503 and int(r.headers["retry-after"]) >= 1 for r in refused)
+    assert "queue is full" in refused[0].json()["detail"]
+    for r in urls:
+        httpx.delete(URL + r.json()["url"], timeout=30)
+
+
+def test_bad_requests_are_422s_that_say_what_is_wrong(served):
+    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "steps": 10_000}, timeout=30)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "steps"]
+    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "colour": "red"}, timeout=30)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "colour"]
+    assert httpx.get(f"{URL}/v1/videos/nope", timeout=30).status_code == 404
+
+
+def test_metrics_request_ids_and_the_page(served):
+    _, _, version = served
+    r = httpx.get(f"{URL}/v1/model", headers={"x-request-id": "trace-123"}, timeout=30)
+    assert r.headers["x-request-id"] == "trace-123"
+    job = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT}, timeout=30)
+    rid = job.headers["x-request-id"]
+    assert rid and _wait_job(job.json()["url"])["status"] == "succeeded"
+    text = httpx.get(f"{URL}/metrics", timeout=30).text
+    assert 'route="/v1/videos",status="202"' in text
+    assert 'route="/v1/videos/{job_id}",status="200"' in text  # templated routes, not one series per id
+    assert "reelforge_jobs{replica=" in text and 'state="succeeded"' in text
+    assert f'version="{version}"' in text and "reelforge_generation_seconds_count" in text
+    assert "reelforge_job_queue_depth" in text
+    page = httpx.get(URL + "/", timeout=30)
+    assert page.status_code == 200 and 'id="prompt"' in page.text and "static/page.js" in page.text
+    assert "v1/videos" in httpx.get(f"{URL}/static/page.js", timeout=30).text
+    assert httpx.get(f"{URL}/static/..%2Fjobs.py", timeout=30).status_code == 404
+
+
+def test_a_job_survives_its_replica_being_killed(served):
+    import ray
+
+    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "steps": 100}, timeout=30)
+    url = r.json()["url"]
+    _wait_job(url, until=("running",))
+    ray.init(address=f"127.0.0.1:{RAY_PORT}", logging_level="ERROR", log_to_driver=False)
+    try:
+        replicas = [
+            a for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA" in a["name"]
+        ]
+        assert len(replicas) == 1
+        ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]))
+    finally:
+        ray.shutdown()
+    job = _wait_job(url, timeout=240)  # Serve starts a new replica; it finds the job stale and re-runs it
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+
+
+def test_a_promotion_lets_the_running_job_finish_on_its_version(served):
+    """Redeploy with another version while a job runs: the retired replica finishes it (attempts 1, on the
+    old version) before it goes; the next job runs on the new version."""
+    cfg, root, version = served
+    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "steps": 40}, timeout=30)
+    url = r.json()["url"]
+    _wait_job(url, until=("running",))
+    MlflowClient().set_registered_model_alias(cfg.registry.model_name, cfg.registry.alias, "2")
+    try:
+        deploy(cfg, root)
+        assert httpx.get(f"{URL}/v1/model", timeout=30).json()["version"] == "2"
+        job = _wait_job(url)
+        assert (job["status"], job["attempts"], job["model_version"]) == ("succeeded", 1, version), job
+        after = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT}, timeout=30).json()["url"]
+        assert _wait_job(after)["model_version"] == "2"
+    finally:
+        MlflowClient().set_registered_model_alias(cfg.registry.model_name, cfg.registry.alias, version)
+        deploy(cfg, root)
+
+
+def test_api_keys_are_required_once_configured_and_revocable_live(served):
+    _, root, _ = served
+    keys = root / ".serve" / "api_keys"
+    alice, bob = add_key(keys, "alice"), add_key(keys, "bob")
+    try:
+        no_key = httpx.post(f"{URL}/v1/videos", json={"prompt": ""}, timeout=30)
+        assert no_key.status_code == 401 and no_key.headers["www-authenticate"] == "Bearer"  # before the 422
+        wrong = httpx.get(f"{URL}/v1/model", headers={"authorization": "Bearer nope"}, timeout=30)
+        assert wrong.status_code == 401 and "not valid" in wrong.json()["detail"]
+        a = {"authorization": f"Bearer {alice}"}
+        job = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT}, headers=a, timeout=30).json()
+        assert _wait_job(job["url"], headers=a)["status"] == "succeeded"
+        b = {"authorization": f"Bearer {bob}"}
+        assert httpx.get(URL + job["url"], headers=b, timeout=30).status_code == 404  # not bob's job
+        assert httpx.get(f"{URL}/healthz", timeout=30).status_code == 200  # health stays open
+        revoke_key(keys, "alice")
+        assert httpx.get(f"{URL}/v1/model", headers=a, timeout=30).status_code == 401
+        assert httpx.get(f"{URL}/v1/model", headers=b, timeout=30).status_code == 200
+    finally:
+        keys.unlink()
