@@ -1,7 +1,7 @@
 """The captioner's held-out accuracy, asserted with a bound: on the demo data `make demo` uses (64 videos,
 seed 0, the evaluation prompts held out), trained with the caption params of params.yaml, it must read back
 about half the informative words of the validation clips' given captions, about twice guessing. Measured:
-0.643 on 14 validation clips (docs/training.md; 0.554 before the video fed every decoder step)."""
+0.554 on 14 validation clips (docs/training.md)."""
 
 from __future__ import annotations
 
