@@ -64,7 +64,6 @@ class Captioner(nn.Module):
         self.token_embed = nn.Embedding(cfg.vocab_size, d, padding_idx=PAD_ID)
         self.text_proj = nn.Linear(d, d)
         self.init_hidden = nn.Linear(d, d)
-        self.video_in = nn.Linear(d, d)  # the video, added to every decoder input
         self.decoder = nn.GRU(d, d, batch_first=True)
         self.head = nn.Linear(d, cfg.vocab_size)
         self.logit_scale = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
@@ -99,11 +98,8 @@ class Captioner(nn.Module):
         return ce + nce, {"caption_ce": ce.item(), "contrastive": nce.item()}
 
     def _decode_logits(self, feats: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """The video starts the decoder (its initial state) and is added to every input: with the initial
-        state alone, the last words of a caption (the background, 8th) were read worst, 0.36 against colour's
-        1.0 on the 192-video demo (docs/training.md)."""
         h0 = torch.tanh(self.init_hidden(feats)).unsqueeze(0)  # (1, B, dim)
-        out, _ = self.decoder(self.token_embed(inputs) + self.video_in(feats)[:, None], h0)  # (B, L, dim)
+        out, _ = self.decoder(self.token_embed(inputs), h0)  # (B, L, dim)
         return self.head(out)
 
     @torch.no_grad()
@@ -111,12 +107,11 @@ class Captioner(nn.Module):
         """Greedy decoding; returns token ids per clip without BOS/EOS."""
         feats = self.video(video)
         h = torch.tanh(self.init_hidden(feats)).unsqueeze(0)
-        v = self.video_in(feats)[:, None]  # (B, 1, dim)
         tok = torch.full((len(feats), 1), BOS_ID, dtype=torch.long)
         out = [[] for _ in range(len(feats))]
         done = torch.zeros(len(feats), dtype=torch.bool)
         for _ in range(self.cfg.max_tokens - 1):
-            step, h = self.decoder(self.token_embed(tok) + v, h)
+            step, h = self.decoder(self.token_embed(tok), h)
             tok = self.head(step[:, -1]).argmax(-1, keepdim=True)  # (B, 1)
             for i in range(len(feats)):
                 if not done[i] and tok[i, 0] != EOS_ID:
