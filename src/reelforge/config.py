@@ -82,14 +82,7 @@ class IngestParams(Section):
         ge=0,
         le=16,
         description="Clips whose first/middle/last-frame pHashes are all within this many bits of a stored "
-        "clip's are near-duplicates (if their colours match too: dup_max_color_diff).",
-    )
-    dup_max_color_diff: int = Field(
-        24,
-        ge=0,
-        le=255,
-        description="... and no value of their 4x4 colour thumbnails differs by more than this (of 255): "
-        "the pHash sees grey levels only.",
+        "clip's are near-duplicates.",
     )
 
 

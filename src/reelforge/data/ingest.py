@@ -25,7 +25,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reelforge.config import ClipParams, IngestConfig, IngestParams
-from reelforge.data.quality import NearDuplicateIndex, scores, signature, thumbnails
+from reelforge.data.quality import NearDuplicateIndex, scores, signature
 from reelforge.data.shots import ClipSampler, CutDetector
 from reelforge.data.sources import Source, SourceRejected, list_sources, local_copy
 from reelforge.data.store import MANIFEST, REJECTS, SOURCES, ClipStore
@@ -156,7 +156,6 @@ def _decode_and_cut(
             "height": clip.size,
             **s,
             **{f"phash_{i}": np.uint64(h) for i, h in enumerate(signature(frames))},
-            "thumbs": thumbnails(frames),
         }
         out.clips.append((row, frames))
 
@@ -251,9 +250,9 @@ def run(
     for sha, uri in zip(done.get("sha256", ()), done.get("source_path", ()), strict=True):
         if isinstance(sha, str):
             files.setdefault(sha, uri)
-    index = NearDuplicateIndex(cfg.dup_max_hamming, cfg.dup_max_color_diff)
+    index = NearDuplicateIndex(cfg.dup_max_hamming)
     for row in clips.itertuples() if len(clips) else ():
-        index.add(row.clip_id, [int(getattr(row, f"phash_{i}")) for i in range(3)], row.thumbs)
+        index.add(row.clip_id, [int(getattr(row, f"phash_{i}")) for i in range(3)])
 
     work = _Work(clip, cfg)
     outcomes = (
@@ -276,7 +275,7 @@ def run(
 
 # Settings that change what a stored clip is; the store restarts when they change (see ClipStore).
 CLIP_SHAPING = {"shot_threshold", "cut_check_stride", "max_clips_per_shot", "min_motion", "min_brightness",
-                "min_contrast", "dup_max_hamming", "dup_max_color_diff", "max_pixels", "min_short_side",
+                "min_contrast", "dup_max_hamming", "max_pixels", "min_short_side",
                 "val_fraction"}  # fmt: skip
 
 
@@ -313,13 +312,13 @@ def _write(
                     files[src["sha256"]] = uri
                 for row, frames in o.clips:
                     sig = [int(row[f"phash_{i}"]) for i in range(3)]
-                    if (twin := index.find(sig, row["thumbs"])) is not None:
+                    if (twin := index.find(sig)) is not None:
                         span = {k: row[k] for k in ("start_s", "end_s", "brightness", "contrast", "motion")}
                         rejects.append(
                             _reject(uri, "dedup", "near_duplicate", "pHash match", duplicate_of=twin, **span)
                         )
                         continue
-                    index.add(row["clip_id"], sig, row["thumbs"])
+                    index.add(row["clip_id"], sig)
                     kept.append((row, frames))
             caption = src.get("caption")
             for row, frames in kept:

@@ -5,12 +5,8 @@ deviation of R, G and B, averaged over channels and frames; `motion` the share o
 change between consecutive frames exceeds MOTION_DELTA (10 of 255), averaged over frame pairs. RGB rather
 than luma, because a red square moving over a purple background barely changes luma; a share of pixels
 rather than a mean, because a small object moving across a still scene is motion however small it is.
-A clip's signature is the 64-bit DCT pHash of its first, middle and last frame, and a 4x4 mean-colour
-thumbnail of each. Two clips are near-duplicates when all three hash pairs are within
-`ingest.dup_max_hamming` bits and no thumbnail value differs by more than `ingest.dup_max_color_diff` (of
-255). The pHash reads grey levels with the mean removed, so alone it calls a red circle and a blue circle
-on black, or one shape over a black and over a purple background, the same clip; the thumbnails tell them
-apart, and a re-encode or resize changes them by a few levels.
+A clip's signature is the 64-bit DCT pHash of its first, middle and last frame; two clips are
+near-duplicates when all three pairs are within `ingest.dup_max_hamming` bits.
 """
 
 from __future__ import annotations
@@ -62,65 +58,40 @@ def signature(frames: np.ndarray) -> list[int]:
     return [phash(frames[i]) for i in (0, t // 2, t - 1)]
 
 
-THUMB = 4  # side of the colour thumbnail
-
-
-def thumbnails(frames: np.ndarray) -> bytes:
-    """The first, middle and last frame of a (T, H, W, 3) clip as 4x4 mean-colour thumbnails: (3, 4, 4, 3)
-    uint8 as 144 bytes."""
-    t = len(frames)
-    thumbs = [
-        np.asarray(Image.fromarray(frames[i]).resize((THUMB, THUMB), Image.BOX)) for i in (0, t // 2, t - 1)
-    ]
-    return np.stack(thumbs).astype(np.uint8).tobytes()
-
-
-def color_difference(a: bytes, b: bytes) -> int:
-    """The largest difference (of 255) between two clips' thumbnails."""
-    x, y = np.frombuffer(a, np.uint8).astype(np.int16), np.frombuffer(b, np.uint8).astype(np.int16)
-    return int(np.abs(x - y).max())
-
-
 class NearDuplicateIndex:
-    """Finds a stored clip whose signature is within `max_hamming` bits on every frame and whose thumbnails
-    are within `max_color_diff`.
+    """Finds a stored clip whose signature is within `max_hamming` bits on every frame.
 
     Lookup is exact and sub-linear: the middle hash is cut into max_hamming + 1 bands, and by the pigeonhole
     principle any hash within max_hamming bits agrees exactly on at least one band, so only clips sharing
     a band value are compared.
     """
 
-    def __init__(self, max_hamming: int, max_color_diff: int = 255):
-        self.max_hamming, self.max_color_diff = max_hamming, max_color_diff
+    def __init__(self, max_hamming: int):
+        self.max_hamming = max_hamming
         n = max_hamming + 1
         edges = np.linspace(0, 64, n + 1).round().astype(int)
         self.bands = [(int(a), (1 << int(b - a)) - 1) for a, b in zip(edges[:-1], edges[1:], strict=True)]
         self.tables: list[dict[int, list[int]]] = [defaultdict(list) for _ in self.bands]
         self.ids: list[str] = []
         self.sigs: list[list[int]] = []
-        self.thumbs: list[bytes | None] = []
 
     def _keys(self, h: int) -> list[int]:
         return [(h >> shift) & mask for shift, mask in self.bands]
 
-    def find(self, sig: list[int], thumbs: bytes | None = None) -> str | None:
+    def find(self, sig: list[int]) -> str | None:
         seen: set[int] = set()
         for table, key in zip(self.tables, self._keys(sig[PHASH_FRAMES // 2]), strict=True):
             for i in table.get(key, ()):
                 if i not in seen:
                     seen.add(i)
                     bits = [(a ^ b).bit_count() for a, b in zip(sig, self.sigs[i], strict=True)]
-                    if max(bits) <= self.max_hamming and self._same_colors(thumbs, self.thumbs[i]):
+                    if max(bits) <= self.max_hamming:
                         return self.ids[i]
         return None
 
-    def _same_colors(self, a: bytes | None, b: bytes | None) -> bool:
-        return a is None or b is None or color_difference(a, b) <= self.max_color_diff
-
-    def add(self, clip_id: str, sig: list[int], thumbs: bytes | None = None) -> None:
+    def add(self, clip_id: str, sig: list[int]) -> None:
         i = len(self.ids)
         self.ids.append(clip_id)
         self.sigs.append(list(sig))
-        self.thumbs.append(thumbs)
         for table, key in zip(self.tables, self._keys(sig[PHASH_FRAMES // 2]), strict=True):
             table[key].append(i)
