@@ -7,6 +7,9 @@ requests keep being served across a promotion (the e2e test checks this under lo
 `reconfigure` on a live replica, the new version is loaded beside the old and the reference swapped only
 once it is ready.
 
+Jobs (`POST /v1/videos`) live in a table every replica shares (`serving.jobs`); each replica runs one
+thread (`serving.worker`) that claims and generates them. docs/serving.md has the API and the guarantees.
+
 No `from __future__ import annotations` here: FastAPI must see real types through Serve's class ingress.
 """
 
@@ -157,7 +160,7 @@ class Generator:
                 self.pipeline, self.model = new, info
             metrics.METRICS.serving(info["model_name"], info["version"])
         j = config["jobs"]
-        if self.store is None or str(self.store.engine.url) != j["url"]:
+        if self.store is None or self.jobs_config.get("url") != j["url"]:  # (str(engine.url) masks passwords)
             if self.runner is not None:
                 self.runner.stop(j["graceful_s"])
             self.store = jobs.JobStore(j["url"], j["results_dir"], j["result_ttl_s"], j["stale_s"])
