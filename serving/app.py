@@ -16,6 +16,7 @@ No `from __future__ import annotations` here: FastAPI must see real types throug
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from importlib import resources
@@ -23,17 +24,125 @@ from typing import Annotated, Literal
 
 import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from reelforge.config import ServeParams
 from reelforge.data.video import encode_gif, encode_mp4
 from reelforge.model.pipeline import TextToVideoPipeline
 from serving import auth, jobs, metrics, worker
 
+LIMITS_ENV = "REELFORGE_SERVE_LIMITS"
+LIMIT_KEYS = ("max_prompt_chars", "max_num_frames", "max_steps", "max_guidance")
+
+
+def _limits() -> dict:
+    """The request limits, params serve.max_*. They are part of the request schema, which is fixed when this
+    module is imported: `serving.deploy` puts them in REELFORGE_SERVE_LIMITS for its own import and the
+    replicas'. Without it, ServeParams' defaults."""
+    return ServeParams().model_dump(include=set(LIMIT_KEYS)) | json.loads(os.environ.get(LIMITS_ENV) or "{}")
+
+
+LIMITS = _limits()
+MAX_BODY_BYTES = 64 * 1024  # a request body is a prompt and a few numbers
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=LIMITS["max_prompt_chars"],
+        json_schema_extra={"pattern": r"\S"},  # not blank; the validator below says so in words
+        description="What the video should show.",
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    num_frames: int | None = Field(
+        None, ge=2, le=LIMITS["max_num_frames"], description="Frames to generate (default: the model's)."
+    )
+    steps: int | None = Field(
+        None, ge=1, le=LIMITS["max_steps"], description="Sampling steps (default: the model's)."
+    )
+    guidance: float | None = Field(
+        None, ge=1.0, le=LIMITS["max_guidance"],
+        description="Classifier-free guidance scale (default: the model's).",
+    )  # fmt: skip
+    format: Literal["mp4", "gif"] = "mp4"
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("the prompt is blank: describe the video")
+        return prompt
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: Literal["queued"]
+    url: str
+
+
+class JobStatus(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=1, description="Share of the sampling steps done.")
+    model_version: str | None = Field(description="The version that made (or is making) the video.")
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    timings: dict[str, float] = Field(description="queued_s, running_s (seconds)")
+    error: str | None
+    request: dict
+
+
+class Deleted(BaseModel):
+    id: str
+    status: Literal["cancelled", "deleted"]
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description='Where: ["body", "steps"], ["path", "job_id"], ...')
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    detail: str = Field(description="What is wrong, and what to change.")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="422: each invalid part of the request."
+    )
+    request_id: str | None = Field(None, description="The request's X-Request-ID.")
+
+
+def _errors(*codes: int) -> dict:
+    """OpenAPI `responses` for the error answers a route gives, all with the ErrorBody."""
+    return {code: {"model": ErrorBody, "description": ERROR_CODES[code]} for code in codes}
+
+
+ERROR_CODES = {
+    401: "No API key, or an unknown or revoked one (keys are configured).",
+    404: "No such job (or another key's).",
+    409: "The job has not succeeded.",
+    413: "The body is larger than 64 KiB.",
+    422: "The request is invalid; `errors` names each field.",
+    429: "Over the rate limit; see Retry-After.",
+    503: "No model loaded yet, or the queue is full; see Retry-After.",
+}
+KEYED = (401, 422)
+GENERATE = (*KEYED, 413, 429, 503)
+
+
 api = FastAPI(title="reelforge", description="Text-to-video generation from the MLflow champion model.")
 access_log = logging.getLogger("reelforge.access")
+log = logging.getLogger("reelforge.serving")
 
 CONTENT_TYPES = {"mp4": "video/mp4", "gif": "image/gif"}
 bearer = HTTPBearer(auto_error=False, description="An API key (`reelforge serve key add NAME`).")
@@ -59,7 +168,10 @@ async def _count_and_log(request: Request, call_next):  # noqa: ANN202
     t0 = time.perf_counter()
     status = 500
     try:
-        response = await call_next(request)
+        if too_big := _body_problem(request):
+            response = _error(request, *too_big)
+        else:
+            response = await call_next(request)
         status = response.status_code
         return response
     finally:
@@ -72,11 +184,53 @@ async def _count_and_log(request: Request, call_next):  # noqa: ANN202
         )  # fmt: skip
 
 
+def _body_problem(request: Request) -> tuple[int, str] | None:
+    """Refuse a body over MAX_BODY_BYTES before reading it; a body of unknown length (chunked) could be."""
+    size = request.headers.get("content-length")
+    if size is None:
+        if "chunked" in request.headers.get("transfer-encoding", ""):
+            return 411, "send the body with a Content-Length"
+        return None
+    if not size.isdigit():
+        return 400, f"Content-Length {size!r} is not a number"
+    if int(size) > MAX_BODY_BYTES:
+        return 413, f"the body has {size} bytes; the limit is {MAX_BODY_BYTES}"
+    return None
+
+
 def _invalid(field: str, message: str) -> None:
-    """A 422 whose body is FastAPI's validation-error shape: {"detail": [{"loc", "msg", "type"}]}.
+    """A 422 for a field whose limit depends on the served model (the schema holds the fixed ones).
     Defined above the deployment: Serve pickles the class when it is decorated, with the globals that exist
     then (one defined below it is a NameError in the replica)."""
-    raise HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+    raise RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+
+
+def _error(
+    request: Request, status: int, detail: str, errors: list | None = None, headers: dict | None = None
+) -> JSONResponse:
+    body = ErrorBody(detail=detail, errors=errors or [], request_id=request.headers.get("x-request-id"))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return _error(request, exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()]
+    where = [".".join(str(p) for p in e.loc[1:]) if len(e.loc) > 1 and e.type != "json_invalid" else e.loc[0]
+             for e in errors]  # fmt: skip
+    return _error(
+        request, 422, "; ".join(f"{w}: {e.msg}" for w, e in zip(where, errors, strict=True)), errors
+    )
+
+
+@api.exception_handler(Exception)
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(request, 500, f"internal error ({type(exc).__name__}); the server log has the trace")
 
 
 def _encode(video, fps: float, fmt: str) -> bytes:  # noqa: ANN001
@@ -88,23 +242,6 @@ def _batch_key(request: dict) -> str:
     return json.dumps([request["num_frames"], request["steps"], request["guidance"]])
 
 
-class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(description="What the video should show.")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    num_frames: int | None = Field(None, description="Frames to generate (default: the model's).")
-    steps: int | None = Field(None, description="Sampling steps (default: the model's).")
-    guidance: float | None = Field(None, description="Classifier-free guidance scale (default: the model's).")
-    format: Literal["mp4", "gif"] = "mp4"
-
-
-class JobAccepted(BaseModel):
-    id: str
-    status: Literal["queued"]
-    url: str
-
-
 @serve.deployment(name="generator")
 @serve.ingress(api)
 class Generator:
@@ -112,7 +249,6 @@ class Generator:
         self._lock = threading.Lock()
         self.pipeline = None
         self.model: dict = {}
-        self.limits: dict = {}
         self.store: jobs.JobStore | None = None
         self.runner: worker.JobRunner | None = None
         self.rate = auth.RateLimiter(0)
@@ -125,7 +261,7 @@ class Generator:
         metrics.METRICS.replica = self.name
 
     def reconfigure(self, config: dict) -> None:
-        """config: tracking_uri, model_name, version, limits, torch_threads, device, autocast, jobs,
+        """config: tracking_uri, model_name, version, torch_threads, device, autocast, jobs,
         api_keys_file, rate_limit_per_minute (see serving.deploy and serving/profiles.yaml)."""
         import mlflow
 
@@ -133,7 +269,6 @@ class Generator:
         from reelforge.registry.tracking import version_metrics
 
         torch.set_num_threads(int(config.get("torch_threads", 1)))
-        self.limits = config["limits"]
         auth.RING = auth.KeyRing(config.get("api_keys_file"))
         self.rate = auth.RateLimiter(int(config.get("rate_limit_per_minute", 0)))
         if (
@@ -191,7 +326,7 @@ class Generator:
             raise HTTPException(404, f"no static file {name!r}")
         return FileResponse(path)
 
-    @api.get("/healthz")
+    @api.get("/healthz", responses=_errors(503))
     def healthz(self) -> dict:
         if self.pipeline is None:
             raise HTTPException(503, "no model loaded yet")
@@ -203,11 +338,16 @@ class Generator:
         return Response(metrics.METRICS.render(counts), media_type="text/plain; version=0.0.4")
 
     # --- keyed routes --------------------------------------------------------------------------------
-    @api.get("/v1/model")
+    @api.get("/v1/model", responses=_errors(401))
     def model_info(self, owner: Owner) -> dict:
         return self.model
 
-    @api.post("/v1/generate")
+    @api.post(
+        "/v1/generate",
+        response_class=Response,
+        responses={200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "The video."}}
+        | _errors(*GENERATE),
+    )
     async def generate(self, req: GenerateRequest, request: Request, owner: Owner) -> Response:
         """Generate synchronously: for short requests. Long ones belong in POST /v1/videos. Concurrent
         compatible requests are sampled together (`serve.batch`, sized by the profile)."""
@@ -226,7 +366,7 @@ class Generator:
         results = await asyncio.to_thread(self._sample, requests, None, "sync")
         return [(data, version) for data, _ in results]
 
-    @api.post("/v1/videos", status_code=202, response_model=JobAccepted)
+    @api.post("/v1/videos", status_code=202, response_model=JobAccepted, responses=_errors(*GENERATE))
     def submit(self, req: GenerateRequest, request: Request, owner: Owner) -> JSONResponse:
         """Queue a generation job: 202 with its id and a Location to poll. 503 with Retry-After when the
         queue is full."""
@@ -248,12 +388,17 @@ class Generator:
             {"id": job.id, "status": "queued", "url": url}, status_code=202, headers={"Location": url}
         )
 
-    @api.get("/v1/videos/{job_id}")
+    @api.get("/v1/videos/{job_id}", response_model=JobStatus, responses=_errors(*KEYED, 404))
     def job(self, job_id: str, owner: Owner) -> dict:
         """status: queued | running | succeeded | failed | cancelled; progress 0-1 (per sampling step)."""
         return self._job(job_id, owner).public()
 
-    @api.get("/v1/videos/{job_id}/content")
+    @api.get(
+        "/v1/videos/{job_id}/content",
+        response_class=FileResponse,
+        responses={200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "The video."}}
+        | _errors(*KEYED, 404, 409),
+    )
     def content(self, job_id: str, owner: Owner) -> FileResponse:
         job = self._job(job_id, owner)
         if job.status != "succeeded":
@@ -263,7 +408,7 @@ class Generator:
             job.result, media_type=CONTENT_TYPES[fmt], headers={"X-Model-Version": str(job.model_version)}
         )
 
-    @api.delete("/v1/videos/{job_id}")
+    @api.delete("/v1/videos/{job_id}", response_model=Deleted, responses=_errors(*KEYED, 404))
     def delete(self, job_id: str, owner: Owner) -> dict:
         """Cancel a queued or running job; delete a finished one and its video."""
         job = self._job(job_id, owner)
@@ -320,26 +465,13 @@ class Generator:
         return out
 
     def _check(self, req: GenerateRequest, pipeline: TextToVideoPipeline | None) -> int:
-        """Validate against the configured limits; a bad request is a 422 that says what to change, in the
-        same body as FastAPI's own validation errors (the `HTTPValidationError` of the OpenAPI document)."""
-        lim = self.limits
+        """The frame count to generate. The schema holds the fixed limits; what depends on the served
+        model (its autoencoder's temporal compression) is a 422 here, in the same ErrorBody."""
         if pipeline is None:
             raise HTTPException(503, "no model loaded yet")
-        if not req.prompt.strip():
-            _invalid("prompt", "prompt is empty")
-        if len(req.prompt) > lim["max_prompt_chars"]:
-            _invalid(
-                "prompt", f"prompt has {len(req.prompt)} characters; the limit is {lim['max_prompt_chars']}"
-            )
         num_frames = req.num_frames or pipeline.num_frames
-        if not 2 <= num_frames <= lim["max_num_frames"]:
-            _invalid("num_frames", f"num_frames must be between 2 and {lim['max_num_frames']}")
         if problem := pipeline.frames_problem(num_frames):
             _invalid("num_frames", problem)
-        if req.steps is not None and not 1 <= req.steps <= lim["max_steps"]:
-            _invalid("steps", f"steps must be between 1 and {lim['max_steps']}")
-        if req.guidance is not None and not 1.0 <= req.guidance <= lim["max_guidance"]:
-            _invalid("guidance", f"guidance must be between 1.0 and {lim['max_guidance']}")
         return num_frames
 
 

@@ -6,12 +6,15 @@ deployed it; with RAY_ADDRESS set, the app goes to that cluster instead.
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import yaml
@@ -92,8 +95,7 @@ def deploy(
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     try:
         serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
-        from serving.app import Generator
-
+        app_module, limits_env = request_schema(cfg)
         user_config = {
             "tracking_uri": uri,
             "model_name": name,
@@ -102,10 +104,6 @@ def deploy(
             "torch_threads": profile["torch_threads"],
             "device": profile["device"],
             "autocast": profile["autocast"],
-            "limits": {
-                k: getattr(cfg.serve, k)
-                for k in ("max_prompt_chars", "max_num_frames", "max_steps", "max_guidance")
-            },
             "jobs": {
                 "url": cfg.serve.jobs_url or default_url(state),
                 "results_dir": str(state / "results"),
@@ -118,12 +116,27 @@ def deploy(
             "api_keys_file": str(keys),
             "rate_limit_per_minute": cfg.serve.rate_limit_per_minute,
         }
-        app = Generator.options(user_config=user_config, **deployment_options(profile)).bind()
+        options = deployment_options(profile)
+        options["ray_actor_options"]["runtime_env"] = {"env_vars": limits_env}
+        app = app_module.Generator.options(user_config=user_config, **options).bind()
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     finally:
         ray.shutdown()
     _wait_healthy(cfg, version, wait_s)
     return {"model_name": name, "version": version, "url": endpoint(cfg), "ray_address": address}
+
+
+def request_schema(cfg: ServeConfig) -> tuple[ModuleType, dict]:
+    """`serving.app` with params' request limits (serve.max_*) in its request schema, and the environment
+    that gives its replicas the same: the schema is fixed when the module is imported."""
+    import serving.app
+
+    limits = {k: getattr(cfg.serve, k) for k in serving.app.LIMIT_KEYS}
+    env = {serving.app.LIMITS_ENV: json.dumps(limits)}
+    os.environ.update(env)
+    if serving.app.LIMITS != limits:  # imported before, under other params
+        importlib.reload(serving.app)
+    return serving.app, env
 
 
 def load_profile(name: str) -> dict:

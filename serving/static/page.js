@@ -17,11 +17,9 @@ function say(text, error = false) {
 }
 
 async function problem(response) {
-  // FastAPI's errors: {"detail": "..."} or {"detail": [{"loc", "msg"}]}
+  // Every error has one body: {"detail": "what is wrong and what to change", "errors": [...], "request_id"}
   try {
-    const body = await response.json();
-    if (Array.isArray(body.detail)) return body.detail.map((d) => `${d.loc.at(-1)}: ${d.msg}`).join("; ");
-    return body.detail || response.statusText;
+    return (await response.json()).detail || response.statusText;
   } catch {
     return response.statusText;
   }

@@ -5,6 +5,7 @@ a job that survives its replica being killed."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import httpx
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.slow
 PORT, RAY_PORT = 8131, 6393
 URL = f"http://127.0.0.1:{PORT}"
 PROMPT = "a red circle moves left over a black background"
+MAX_PROMPT = 60
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,12 @@ def served(tmp_path_factory):
     os.environ.pop("RAY_ADDRESS", None)
     params = Params().model_dump()
     params["serve"].update(
-        port=PORT, ray_port=RAY_PORT, max_queued_jobs=2, job_stale_s=3, rate_limit_per_minute=0
+        port=PORT,
+        ray_port=RAY_PORT,
+        max_queued_jobs=2,
+        job_stale_s=3,
+        rate_limit_per_minute=0,
+        max_prompt_chars=MAX_PROMPT,
     )
     cfg = Params(**params).stage(ServeConfig)
     setup(RegistryParams())
@@ -119,12 +126,77 @@ def test_a_full_queue_answers_503_with_retry_after(served):
         httpx.delete(URL + r.json()["url"], timeout=30)
 
 
-def test_bad_requests_are_422s_that_say_what_is_wrong(served):
-    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "steps": 10_000}, timeout=30)
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "steps"]
-    r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "colour": "red"}, timeout=30)
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "colour"]
-    assert httpx.get(f"{URL}/v1/videos/nope", timeout=30).status_code == 404
+def test_bad_requests_get_a_4xx_that_says_what_to_change_in_one_body_shape(served):
+    def post(route="/v1/videos", **kwargs):
+        r = httpx.post(URL + route, timeout=30, **kwargs)
+        body = r.json()
+        assert set(body) == {"detail", "errors", "request_id"} and body["request_id"], body  # ErrorBody
+        return r.status_code, body
+
+    status, body = post(json={"prompt": PROMPT, "steps": 10_000})
+    assert status == 422 and body["errors"][0]["loc"] == ["body", "steps"] and "steps" in body["detail"]
+    status, body = post(json={"prompt": PROMPT, "colour": "red"})
+    assert status == 422 and body["errors"][0]["loc"] == ["body", "colour"]
+    assert (
+        post(json={"prompt": "   "})[1]["detail"]
+        == "prompt: Value error, the prompt is blank: describe the video"
+    )
+    status, body = post(json={"prompt": "x" * (MAX_PROMPT + 1)})  # serve.max_prompt_chars from params
+    assert status == 422 and f"at most {MAX_PROMPT} characters" in body["detail"]
+    status, body = post("/v1/generate", json={"prompt": PROMPT, "seed": "three", "guidance": 99})
+    assert status == 422 and {tuple(e["loc"]) for e in body["errors"]} == {
+        ("body", "seed"),
+        ("body", "guidance"),
+    }
+    status, body = post(content=b'{"prompt": ', headers={"content-type": "application/json"})
+    assert status == 422 and body["errors"][0]["type"] == "json_invalid"
+    status, body = post(content=b"{" + b" " * 100_000 + b"}", headers={"content-type": "application/json"})
+    assert status == 413 and "limit is 65536" in body["detail"]
+    assert httpx.get(f"{URL}/v1/videos/nope", timeout=30).json()["detail"] == "no job nope"
+    assert httpx.get(f"{URL}/nowhere", timeout=30).status_code == 404
+    # the limits are in the request schema, from params
+    prompt = httpx.get(f"{URL}/openapi.json", timeout=30).json()["components"]["schemas"]["GenerateRequest"]
+    assert {"minLength": 1, "maxLength": MAX_PROMPT, "pattern": r"\S"}.items() <= prompt["properties"][
+        "prompt"
+    ].items()
+    assert httpx.get(f"{URL}/healthz", timeout=30).status_code == 200  # and the server is fine
+
+
+def test_the_api_keeps_its_openapi_contract(served):
+    """Schemathesis: schema-valid and schema-invalid requests to every operation (bounded), with an API key
+    configured (it also sends wrong ones); no 5xx, and every answer (status, content type, body) is one the
+    OpenAPI document declares."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    _, root, _ = served
+    keys = root / ".serve" / "api_keys"
+    key = add_key(keys, "contract")
+    auth = {"authorization": f"Bearer {key}"}
+    config = schemathesis.Config.from_dict({"auth": {"openapi": {"HTTPBearer": {"bearer": key}}}})
+    schema = schemathesis.openapi.from_url(f"{URL}/openapi.json", config=config)
+    failures = []
+    try:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+
+            @settings(
+                max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+            )
+            @given(case=operation.as_strategy())
+            def check(case):
+                response = case.call_and_validate(timeout=60)
+                if response.status_code == 202:  # cancel it: a full queue's 503 is by design, not under test
+                    httpx.delete(URL + response.json()["url"], headers=auth, timeout=30)
+
+            try:
+                check()
+            # every operation is tried, and the failures reported together
+            except (Exception, BaseExceptionGroup) as exc:
+                failures.append(f"{operation.label}: {exc}")
+    finally:
+        keys.unlink()
+    assert not failures, "\n\n".join(failures)
 
 
 def test_metrics_request_ids_and_the_page(served):
@@ -205,3 +277,32 @@ def test_api_keys_are_required_once_configured_and_revocable_live(served):
         assert httpx.get(f"{URL}/v1/model", headers=b, timeout=30).status_code == 200
     finally:
         keys.unlink()
+
+
+def test_the_page_makes_a_video_in_a_browser(served, tmp_path):
+    """Headless Chromium (Debian's, driven by Playwright) types a prompt, waits for the job, and checks that
+    the <video> has decoded frames of the model's size."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page()
+            page.goto(URL + "/")
+            page.wait_for_function("document.getElementById('model').textContent.includes('v1')")
+            page.fill("#prompt", PROMPT)
+            page.fill("#frames", "8")
+            page.click("#go")
+            page.wait_for_function(
+                "(() => { const v = document.getElementById('video'); return v && v.readyState >= 2; })()",
+                timeout=120_000,
+            )
+            size = page.evaluate("(v => [v.videoWidth, v.videoHeight])(document.getElementById('video'))")
+            status = page.text_content("#status")
+            page.screenshot(path=tmp_path / "page.png")
+        finally:
+            browser.close()
+    assert size == [32, 32] and status.startswith("done in") and "on v1" in status, (size, status)
+    assert (tmp_path / "page.png").stat().st_size > 0
