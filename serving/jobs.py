@@ -32,6 +32,7 @@ import sqlalchemy as sa
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_ATTEMPTS = 2  # a job whose replica dies is re-queued once
+SUBMIT_LOCK = 0x7265656C  # PostgreSQL advisory lock that serialises submitters (the queue bound)
 
 _meta = sa.MetaData()
 JOBS = sa.Table(
@@ -155,8 +156,10 @@ class JobStore:
             queued.scalar_subquery() < max_queued
         )
         with self.engine.begin() as conn:
-            inserted = conn.execute(JOBS.insert().from_select(list(row), values)).rowcount
-            if not inserted:
+            if conn.dialect.name == "postgresql":  # its snapshots would let concurrent counts all pass
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SUBMIT_LOCK})
+            insert = JOBS.insert().from_select(list(row), values).returning(JOBS.c.id)
+            if conn.execute(insert).first() is None:  # (rowcount is not reliable for INSERT ... SELECT)
                 raise QueueFull(conn.execute(queued).scalar_one())
         return self.get(job_id)
 

@@ -253,16 +253,11 @@ def test_second_run_changes_nothing(project):
     assert "pixel check (share of its videos showing the prompted ...): background" in status
 
 
-def test_promotion_swaps_the_served_version_without_failed_requests(project, second_version):
-    """Move the alias to another version, redeploy while a client keeps calling and jobs are queued and
-    running: no request fails and every job finishes. Then `reelforge rollback` serves the old one again."""
+def _under_load(url: str, action) -> tuple[list, list]:
+    """Run `action` while a client keeps calling /v1/generate and four jobs are queued and running:
+    (status and version of every sync answer, every job once finished)."""
     import threading
 
-    proj, _ = project
-    url = f"http://127.0.0.1:{PORT}"
-    before = httpx.get(f"{url}/v1/model").json()["version"]
-    target = "1" if before == second_version else second_version
-    _set_alias(proj, target)
     jobs = [
         httpx.post(f"{url}/v1/videos", json={"prompt": "a red circle", "seed": i}, timeout=30).json()["url"]
         for i in range(4)
@@ -272,31 +267,46 @@ def test_promotion_swaps_the_served_version_without_failed_requests(project, sec
 
     def client() -> None:
         while not done.is_set():
-            r = httpx.post(
-                f"http://127.0.0.1:{PORT}/v1/generate",
-                json={"prompt": "a red circle", "steps": 1},
-                timeout=60,
-            )
+            r = httpx.post(f"{url}/v1/generate", json={"prompt": "a red circle", "steps": 1}, timeout=60)
             seen.append((r.status_code, r.headers.get("x-model-version")))
 
     thread = threading.Thread(target=client)
     thread.start()
     try:
-        sh(proj, "reelforge", "serve", "deploy")
+        action()
     finally:
         done.set()
         thread.join(timeout=120)
-    assert seen and all(code == 200 for code, _ in seen), seen
-    assert seen[0][1] == before and httpx.get(f"{url}/v1/model").json()["version"] == target
     finished = []
     for job_url in jobs:
         while (job := httpx.get(url + job_url, timeout=30).json())["status"] in ("queued", "running"):
             time.sleep(0.2)
         finished.append(job)
+    return seen, finished
+
+
+def test_promotion_and_rollback_under_load_lose_nothing(project, second_version):
+    """Move the alias to another version and redeploy, then `reelforge rollback`, each while a client keeps
+    calling and jobs are queued and running: no request fails, every job finishes, on one of the two."""
+    proj, _ = project
+    url = f"http://127.0.0.1:{PORT}"
+    before = httpx.get(f"{url}/v1/model").json()["version"]
+    target = "1" if before == second_version else second_version
+    _set_alias(proj, target)
+    seen, finished = _under_load(url, lambda: sh(proj, "reelforge", "serve", "deploy"))
+    assert seen and all(code == 200 for code, _ in seen), seen
+    assert seen[0][1] == before and httpx.get(f"{url}/v1/model").json()["version"] == target
     assert all(j["status"] == "succeeded" for j in finished), finished
     assert {j["model_version"] for j in finished} <= {before, target}
-    back = sh(proj, "reelforge", "rollback", "--reason", "e2e: the new version is worse")
-    assert f"v{target} -> v{before}" in back.stdout, back.stdout
+    out = []
+    seen, finished = _under_load(
+        url,
+        lambda: out.append(sh(proj, "reelforge", "rollback", "--reason", "e2e: the new version is worse")),
+    )
+    assert f"v{target} -> v{before}" in out[0].stdout, out[0].stdout
+    assert seen and all(code == 200 for code, _ in seen), seen
+    assert all(j["status"] == "succeeded" for j in finished), finished
+    assert {j["model_version"] for j in finished} <= {before, target}
     assert httpx.get(f"{url}/v1/model").json()["version"] == before == _alias(proj)
 
 

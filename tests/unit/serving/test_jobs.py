@@ -1,4 +1,5 @@
-"""The job table's state machine on a real SQLite file, and the runner generating from it."""
+"""The job table's state machine on a real SQLite file and a real PostgreSQL server (Debian's, a throwaway
+cluster), and the runner generating from it."""
 
 from __future__ import annotations
 
@@ -7,15 +8,33 @@ import time
 
 import pytest
 
-from serving.jobs import JobStore, QueueFull, default_url
+from serving.jobs import JOBS, JobStore, QueueFull, default_url
 from serving.worker import JobRunner
+from tests.postgres import temporary_cluster
 
 REQUEST = {"prompt": "a red circle moves left", "seed": 1, "format": "mp4"}
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    with temporary_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    """The job table's URL: an SQLite file (the default), or an emptied table on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return default_url(tmp_path)
+    url = request.getfixturevalue("postgres")
+    with JobStore(url, tmp_path / "results", 3600, 60).engine.begin() as conn:
+        conn.execute(JOBS.delete())
+    return url
+
+
 @pytest.fixture
-def store(tmp_path):
-    return JobStore(default_url(tmp_path), tmp_path / "results", result_ttl_s=3600, stale_s=60)
+def store(url, tmp_path):
+    return JobStore(url, tmp_path / "results", result_ttl_s=3600, stale_s=60)
 
 
 def test_a_job_goes_queued_running_succeeded_and_keeps_its_result(store):
@@ -49,8 +68,8 @@ def test_the_queue_is_bounded(store):
     store.submit(REQUEST, None, None, max_queued=2)
 
 
-def test_concurrent_submitters_do_not_overshoot_the_bound(tmp_path):
-    stores = [JobStore(default_url(tmp_path), tmp_path / "r", 3600, 60) for _ in range(4)]
+def test_concurrent_submitters_do_not_overshoot_the_bound(url, tmp_path):
+    stores = [JobStore(url, tmp_path / "r", 3600, 60) for _ in range(4)]
     accepted, barrier = [], threading.Barrier(4)
 
     def submit(s):
@@ -68,8 +87,8 @@ def test_concurrent_submitters_do_not_overshoot_the_bound(tmp_path):
     assert len(accepted) == 7 and stores[0].counts()["queued"] == 7
 
 
-def test_each_queued_job_is_claimed_by_exactly_one_worker(tmp_path):
-    stores = [JobStore(default_url(tmp_path), tmp_path / "r", 3600, 60) for _ in range(3)]
+def test_each_queued_job_is_claimed_by_exactly_one_worker(url, tmp_path):
+    stores = [JobStore(url, tmp_path / "r", 3600, 60) for _ in range(3)]
     ids = {stores[0].submit(REQUEST, None, None, 100, batch_key="k").id for _ in range(30)}
     claimed: list[str] = []
 
@@ -100,8 +119,8 @@ def test_cancel_stops_a_running_job_and_delete_removes_a_finished_one(store):
     assert store.cancel("no-such-job") is None
 
 
-def test_a_job_whose_replica_died_is_requeued_once_then_failed_with_the_reason(tmp_path):
-    store = JobStore(default_url(tmp_path), tmp_path / "r", 3600, stale_s=0.05)
+def test_a_job_whose_replica_died_is_requeued_once_then_failed_with_the_reason(url, tmp_path):
+    store = JobStore(url, tmp_path / "r", 3600, stale_s=0.05)
     job = store.submit(REQUEST, None, None, 4)
     store.claim("dead-1", "1")
     time.sleep(0.1)
@@ -114,8 +133,8 @@ def test_a_job_whose_replica_died_is_requeued_once_then_failed_with_the_reason(t
     assert failed.status == "failed" and "dead-2" in failed.error and failed.attempts == 2
 
 
-def test_finished_jobs_expire_with_their_results(tmp_path):
-    store = JobStore(default_url(tmp_path), tmp_path / "r", result_ttl_s=0.05, stale_s=60)
+def test_finished_jobs_expire_with_their_results(url, tmp_path):
+    store = JobStore(url, tmp_path / "r", result_ttl_s=0.05, stale_s=60)
     job = store.submit(REQUEST, None, None, 4)
     store.claim("w", "1")
     store.succeed(job.id, "w", b"v", "mp4")
