@@ -314,6 +314,11 @@ class Generator:
         if self.runner is not None:
             self.runner.stop(self.jobs_config.get("graceful_s", 30))
 
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Custom autoscaling metrics (serving.autoscale): the job queue and this replica's running jobs."""
+        queued = self.store.counts()["queued"] if self.store else 0
+        return {"jobs_queued": queued, "jobs_running": len(self.runner.current) if self.runner else 0}
+
     # --- open routes ---------------------------------------------------------------------------------
     @api.get("/", include_in_schema=False)
     def page(self) -> FileResponse:

@@ -218,23 +218,58 @@ def test_metrics_request_ids_and_the_page(served):
     assert httpx.get(f"{URL}/static/..%2Fjobs.py", timeout=30).status_code == 404
 
 
+def _replicas() -> list[dict]:
+    import ray
+
+    ray.init(address=f"127.0.0.1:{RAY_PORT}", logging_level="ERROR", log_to_driver=False)
+    try:
+        return [a for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA" in a["name"]]
+    finally:
+        ray.shutdown()
+
+
 def test_a_job_survives_its_replica_being_killed(served):
     import ray
 
     r = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT, "steps": 100}, timeout=30)
     url = r.json()["url"]
     _wait_job(url, until=("running",))
+    [replica] = _replicas()
     ray.init(address=f"127.0.0.1:{RAY_PORT}", logging_level="ERROR", log_to_driver=False)
     try:
-        replicas = [
-            a for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA" in a["name"]
-        ]
-        assert len(replicas) == 1
-        ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]))
+        ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]))
     finally:
         ray.shutdown()
     job = _wait_job(url, timeout=240)  # Serve starts a new replica; it finds the job stale and re-runs it
     assert job["status"] == "succeeded" and job["attempts"] == 2, job
+
+
+def test_queued_jobs_alone_make_serve_add_a_replica(served):
+    """Autoscaling (serving.autoscale, as the gpu profile has it; here at most 2 replicas, 1 job each): jobs
+    queued and running, with no HTTP request in flight, make Serve start a second replica."""
+    cfg, root, _ = served
+    scaling = {
+        "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, "upscale_delay_s": 0,
+        "downscale_delay_s": 600, "metrics_interval_s": 0.5, "look_back_period_s": 2,
+        "policy": {"policy_function": "serving.autoscale:job_queue_policy"},
+    }  # fmt: skip
+    deploy(cfg, root, profile_overrides={"autoscaling": scaling})
+    urls = []
+    try:
+        assert len(_replicas()) == 1
+        for seed in range(3):
+            r = httpx.post(
+                f"{URL}/v1/videos", json={"prompt": PROMPT, "seed": seed, "steps": 100}, timeout=30
+            )
+            urls.append(r.json()["url"])
+        deadline = time.monotonic() + 120
+        while len(_replicas()) < 2:
+            assert time.monotonic() < deadline, "no second replica"
+            time.sleep(1)
+    finally:
+        for url in urls:
+            httpx.delete(URL + url, timeout=30)
+        deploy(cfg, root)  # back to the cpu profile's single replica
 
 
 def test_a_promotion_lets_the_running_job_finish_on_its_version(served):
