@@ -22,6 +22,7 @@ import numpy as np
 
 from reelforge.config import PromoteConfig, PromoteParams
 from reelforge.files import write_json_atomic
+from reelforge.registry.review import publish
 from reelforge.registry.tracking import champion_version, move_alias, setup
 
 
@@ -169,4 +170,5 @@ def run(cfg: PromoteConfig, evaluation_path: str | Path, decision_path: str | Pa
         eval_run_id=report["eval_run_id"],
     )
     write_json_atomic(decision_path, asdict(decision))
+    publish(report, asdict(decision))  # the evaluation run's and the version's descriptions in the MLflow UI
     return decision

@@ -171,6 +171,15 @@ def test_champion_registered_with_metrics_in_mlflow(project):
     assert {"samples/candidate_v1.gif", "samples/candidate_v1.mp4"} <= artifacts
     train_run = client.get_run(champion.run_id)
     assert "loss" in train_run.data.metrics and "data.manifest_sha256" in train_run.data.params
+    # what a reviewer reads in the MLflow UI: the decision on the evaluation run, the lineage on the version
+    note = eval_run.data.tags["mlflow.note.content"]
+    assert (
+        "**Promoted**" in note and "| fvd_custom (an I3D that is not the pinned one) at the floor's n" in note
+    )
+    assert f"runs/{champion.run_id}" in champion.description and "data/clips" in champion.description
+    assert client.get_experiment(eval_run.info.experiment_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
 
 
 def test_the_pixel_gate_rejects_an_undertrained_model(project):
@@ -332,6 +341,12 @@ def test_evaluate_a_registered_version_against_the_champion(project, second_vers
     assert "pixel_color_acc" not in report["candidate"] and report["protocol"]["pixel_check"] is None
     assert report["candidate"]["version"] == "1" and report["champion"]["version"] == second_version
     assert report["protocol"]["n_generated"] == 12 and "fvd_custom" in report["champion"]
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{proj / 'mlflow.db'}")
+    artifacts = {a.path for a in MlflowClient().list_artifacts(report["eval_run_id"], "samples")}
+    assert f"samples/candidate_v1_vs_champion_v{second_version}.gif" in artifacts  # one grid, side by side
     usage = sh(
         proj, "reelforge", "evaluate", "--clips", "x", "--captions", "y", "--prompts", "p", "--metrics", "z",
         check=False,

@@ -3,6 +3,8 @@ older release, whose pickled wrapper class no longer imports, still loads: the c
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 
 import mlflow
@@ -51,8 +53,20 @@ def test_a_registered_pipeline_loads_and_predicts_through_pyfunc_too(registry):
     want = pipeline.generate(PROMPTS, [0, 1])
     assert np.array_equal(loaded.generate(PROMPTS, [0, 1]), want)
     assert loaded.generation_config == pipeline.generation_config
-    videos = mlflow.pyfunc.load_model(f"models:/t2v/{version}").predict(pd.DataFrame({"prompt": PROMPTS}))
+    model = mlflow.pyfunc.load_model(f"models:/t2v/{version}")
+    videos = model.predict(pd.DataFrame({"prompt": PROMPTS}))
     assert len(videos) == 2 and videos[1].shape == (4, 16, 16, 3) and np.array_equal(videos[0], want[0])
+    inputs = model.metadata.get_input_schema().input_names()
+    assert inputs == ["prompt", "seed"] and model.metadata.get_params_schema() is not None
+    # `mlflow models predict`, as a user would call it on the registered version (this environment)
+    (registry / "in.json").write_text(
+        '{"dataframe_records": [{"prompt": "a red circle moves left", "seed": 3}]}'
+    )
+    cli = [sys.executable, "-m", "mlflow", "models", "predict", "-m", f"models:/t2v/{version}",
+           "-i", "in.json", "-t", "json", "-o", "out.json", "--env-manager", "local"]  # fmt: skip
+    subprocess.run(cli, check=True, capture_output=True, cwd=registry)
+    [video] = json.loads((registry / "out.json").read_text())["predictions"]
+    assert np.array_equal(np.asarray(video, dtype=np.uint8), pipeline.generate(PROMPTS[:1], [3])[0])
 
 
 def test_a_version_whose_wrapper_class_no_longer_imports_still_loads(registry, monkeypatch):
@@ -152,3 +166,48 @@ def test_rollback_moves_the_alias_back_and_records_who_when_and_why(registry):
         "1",
         "3",
     ]
+
+
+def test_the_mlflow_ui_shows_the_decision_on_the_evaluation_run_and_the_lineage_on_the_version(registry):
+    """What promote publishes for a reviewer: the evaluation run's description (candidate, champion, real,
+    intervals, the decision and its reasons) and the version's description (runs, commit, data md5s); and
+    the experiment is a model-training one, so the UI opens on its runs."""
+    from mlflow import MlflowClient
+
+    from reelforge.registry.review import publish
+    from reelforge.registry.tracking import KIND, KIND_TAG
+
+    _pipeline_dir(registry / "t2v")
+    with mlflow.start_run(tags={"git_commit": "abc123"}) as train:
+        mlflow.log_params({"data.dvc.ingest.data/clips.md5": "0f0f.dir"})
+        version = log_and_register(registry / "t2v", "t2v")
+    with mlflow.start_run() as ev:
+        pass
+    ci = {"fvd_ref_floor_n": 60.0, "fvd_ref_floor_n_ci_low": 50.0, "fvd_ref_floor_n_ci_high": 80.0}
+    report = {
+        "model_name": "t2v", "eval_run_id": ev.info.run_id,
+        "candidate": {"version": version, **ci, "clip_score_ref": 30.0, "pixel_color_acc": 0.5},
+        "champion": {"version": "0", "fvd_ref_floor_n": 70.0, "clip_score_ref": 31.0, "pixel_color_acc": 0.4},
+        "real": {"clip_score_ref": 60.0, "pixel_color_acc": 1.0},
+        "floor": {"fvd_ref": 40.0, "fvd_ref_ci_low": 35.0, "fvd_ref_ci_high": 55.0},
+        "protocol": {"prompts": 12, "samples_per_prompt": 2, "n_generated": 24, "n_real": 36,
+                     "extractor": "reelforge-ref-x", "bootstrap_resamples": 200, "floor": "half A vs half B"},
+    }  # fmt: skip
+    decision = {
+        "promoted": False,
+        "failures": ["pixel color 0.5 < 0.8"],
+        "evidence": ["fvd_ref at n=18: ..."],
+    }
+    publish(report, decision)
+    client = MlflowClient()
+    note = client.get_run(ev.info.run_id).data.tags["mlflow.note.content"]
+    assert "**Not promoted**" in note and "- ✗ pixel color 0.5 < 0.8" in note
+    assert (
+        "| fvd_ref at the floor's n, the gated distance | lower | 60 [50, 80] | 70 | floor 40 [35, 55] |"
+        in note
+    )
+    assert "| pixel check: colour | higher | 0.5 | 0.4 | 1 |" in note
+    described = client.get_model_version("t2v", version).description
+    assert f"runs/{train.info.run_id}" in described and f"runs/{ev.info.run_id}" in described
+    assert "`abc123`" in described and "`ingest.data/clips.md5`: `0f0f.dir`" in described
+    assert client.get_experiment_by_name("reelforge").tags[KIND_TAG] == KIND

@@ -21,9 +21,23 @@ def sample_grid(videos: np.ndarray, per_prompt: int, rows: int) -> np.ndarray:
 
 def log_samples(videos: np.ndarray, name: str, per_prompt: int, rows: int, fps: float) -> None:
     """Into the active run's `samples/`: the grid as GIF (the MLflow UI shows it inline) and MP4."""
-    if rows == 0:
+    if rows:
+        _log_grid(sample_grid(videos, per_prompt, rows), name, fps)
+
+
+def log_side_by_side(
+    left: np.ndarray, right: np.ndarray, name: str, per_prompt: int, rows: int, fps: float
+) -> None:
+    """Two versions' grids of the same prompts and seeds, left | right, a white column between them. Videos
+    of different shapes (frames, size) are not put side by side: each has its own grid."""
+    if not rows or left.shape != right.shape:
         return
-    grid = sample_grid(videos, per_prompt, rows)
+    a, b = sample_grid(left, per_prompt, rows), sample_grid(right, per_prompt, rows)
+    gap = np.full((*a.shape[:2], 2, 3), 255, dtype=a.dtype)
+    _log_grid(np.concatenate([a, gap, b], axis=2), name, fps)
+
+
+def _log_grid(grid: np.ndarray, name: str, fps: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gif, mp4 = Path(tmp) / f"{name}.gif", Path(tmp) / f"{name}.mp4"
         gif.write_bytes(encode_gif(grid, fps, scale=4))

@@ -15,7 +15,7 @@ from reelforge.config import EvaluateConfig, EvaluateParams
 from reelforge.data.store import load_clips, read_manifest
 from reelforge.evaluate.metrics import paired_fd_deltas, paired_mean_deltas
 from reelforge.evaluate.pixelcheck import GroundTruth, chance
-from reelforge.evaluate.record import log_samples, record_on_version
+from reelforge.evaluate.record import log_samples, log_side_by_side, record_on_version
 from reelforge.evaluate.scoring import Extractors, PixelCheck, RealSet, Scored, score_videos
 from reelforge.files import write_json_atomic
 from reelforge.registry.models import Registration, load_pipeline
@@ -71,12 +71,16 @@ def run(
     with mlflow.start_run(run_name=f"evaluate v{reg.version}", tags={"stage": "evaluate"}) as active:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
         real.log()
-        scored = {
-            role: _score_version(
+        scored, videos = {}, {}
+        for role, version in versions.items():
+            scored[role], videos[role], fps = _score_version(
                 ev, ex, real, role, reg.model_name, version, prompt_list, seeds, len(prompts)
             )
-            for role, version in versions.items()
-        }
+        if "champion" in videos:  # one grid to compare by eye: the same prompts and seeds side by side
+            log_side_by_side(
+                videos["candidate"], videos["champion"], f"candidate_v{reg.version}_vs_champion_v{champion}",
+                ev.samples_per_prompt, min(ev.gif_prompts, len(prompts)), fps,
+            )  # fmt: skip
         comparison = _paired(scored, real, ev) if "champion" in scored and ev.bootstrap else None
         if comparison:
             mlflow.log_metrics({f"paired.{k}_mean": float(np.mean(comparison[k])) for k in PAIRED})
@@ -160,8 +164,9 @@ def _real_side(
 def _score_version(
     ev: EvaluateParams, ex: Extractors, real: _RealSide, role: str, name: str, version: str,
     prompt_list: list[str], seeds: list[int], n_prompts: int,
-) -> Scored:  # fmt: skip
-    """Inside the evaluation run: generate with the version's own settings, score, log metrics and samples."""
+) -> tuple[Scored, np.ndarray, float]:  # fmt: skip
+    """Inside the evaluation run: generate with the version's own settings, score, log metrics and samples;
+    the scores, the videos and their frame rate."""
     pipeline = load_pipeline(name, version)
     mlflow.log_params({f"protocol.{role}.{k}": v for k, v in pipeline.generation_config.items()})
     videos = pipeline.generate(prompt_list, seeds)
@@ -170,7 +175,7 @@ def _score_version(
     mlflow.log_metrics({f"{role}.{k}": v for k, v in scored.scores.items()})
     rows = min(ev.gif_prompts, n_prompts)
     log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
-    return scored
+    return scored, videos, pipeline.fps
 
 
 def _paired(scored: dict[str, Scored], real: _RealSide, ev: EvaluateParams) -> dict:

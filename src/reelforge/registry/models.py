@@ -16,11 +16,22 @@ import mlflow
 import pandas as pd
 import yaml
 from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from reelforge.files import write_json_atomic
 from reelforge.model.pipeline import TextToVideoPipeline
 
 ARTIFACT = "generator"  # the pyfunc artifact holding the pipeline directory
+# What `predict` takes: prompts (and seeds) as rows; the sampling settings as params (None: the model's).
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", "prompt"), ColSpec("long", "seed", required=False)]),
+    params=ParamSchema([
+        ParamSpec("num_frames", "long", None), ParamSpec("steps", "long", None),
+        ParamSpec("guidance", "double", None),
+    ]),
+)  # fmt: skip
+INPUT_EXAMPLE = pd.DataFrame({"prompt": ["a red circle moves left over a black background"], "seed": [0]})
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,9 @@ class TextToVideoPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict | None = None
     ) -> list:
-        """model_input: a `prompt` column (and optional `seed`); returns (T, H, W, 3) uint8 arrays."""
-        params = params or {}
+        """model_input: a `prompt` column (and optional `seed`); params: num_frames, steps, guidance (None:
+        the model's). Returns one (T, H, W, 3) uint8 video per row."""
+        params = {k: v for k, v in (params or {}).items() if v is not None}
         seeds = model_input["seed"].tolist() if "seed" in model_input else list(range(len(model_input)))
         return list(self.pipeline.generate(model_input["prompt"].tolist(), seeds, **params))
 
@@ -74,6 +86,8 @@ def log_and_register(model_dir: str | Path, model_name: str) -> str:
         artifacts={ARTIFACT: str(Path(model_dir).resolve())},
         registered_model_name=model_name,
         pip_requirements=["reelforge"],
+        signature=SIGNATURE,
+        input_example=INPUT_EXAMPLE,
     )
     return str(info.registered_model_version)
 

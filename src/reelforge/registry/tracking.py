@@ -14,6 +14,9 @@ from mlflow.exceptions import MlflowException
 
 from reelforge.config import RegistryParams
 
+# The MLflow UI opens an experiment of this kind on its runs (untagged, it guesses GenAI and shows traces).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
 
 def tracking_uri(cfg: RegistryParams, project_root: str | Path | None = None) -> str:
     """MLFLOW_TRACKING_URI, else params, else a SQLite store in the project given as an absolute URI."""
@@ -38,7 +41,9 @@ def setup(cfg: RegistryParams, project_root: str | Path | None = None) -> str:
             mlflow.create_experiment(cfg.experiment, artifact_location=location)
         except MlflowException:  # created by a concurrent process meanwhile
             pass
-    mlflow.set_experiment(cfg.experiment)
+    experiment = mlflow.set_experiment(cfg.experiment)
+    if experiment.tags.get(KIND_TAG) != KIND:
+        MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
     return uri
 
 
