@@ -16,6 +16,9 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from reelforge.registry.tracking import PIPELINE_RUN_ENV
 
 STAGES = ("ingest", "caption", "train", "evaluate", "promote")
 RAW_DIR = "data/raw"
@@ -26,6 +29,8 @@ def _dvc(project: Path, *args: str) -> str:
     logger = get_run_logger()
     bin_dir = str(Path(sys.executable).parent)  # stage commands (`reelforge ...`) come from this environment
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    if flow_run.id:  # the stages tag their MLflow runs with this flow run
+        env[PIPELINE_RUN_ENV] = f"{flow_run.name}/{flow_run.id}"
     proc = subprocess.Popen(
         [os.path.join(bin_dir, "dvc"), *args],
         cwd=project,

@@ -171,6 +171,8 @@ def test_champion_registered_with_metrics_in_mlflow(project):
     assert {"samples/candidate_v1.gif", "samples/candidate_v1.mp4"} <= artifacts
     train_run = client.get_run(champion.run_id)
     assert "loss" in train_run.data.metrics and "data.manifest_sha256" in train_run.data.params
+    # the runs of one pipeline execution carry its Prefect flow run
+    assert eval_run.data.tags["pipeline_run"] == train_run.data.tags["pipeline_run"] != ""
     # what a reviewer reads in the MLflow UI: the decision on the evaluation run, the lineage on the version
     note = eval_run.data.tags["mlflow.note.content"]
     assert (

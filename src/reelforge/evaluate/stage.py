@@ -19,7 +19,7 @@ from reelforge.evaluate.record import log_samples, log_side_by_side, record_on_v
 from reelforge.evaluate.scoring import Extractors, PixelCheck, RealSet, Scored, score_videos
 from reelforge.files import write_json_atomic
 from reelforge.registry.models import Registration, load_pipeline
-from reelforge.registry.tracking import champion_version, setup
+from reelforge.registry.tracking import champion_version, run_tags, setup
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def run(
     protocol |= {"candidate_version": reg.version, "champion_version": champion}
 
     # 3. One MLflow run: protocol, real scores and floors, each version's samples and scores, the paired test.
-    with mlflow.start_run(run_name=f"evaluate v{reg.version}", tags={"stage": "evaluate"}) as active:
+    with mlflow.start_run(run_name=f"evaluate v{reg.version}", tags=run_tags("evaluate")) as active:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
         real.log()
         scored, videos = {}, {}

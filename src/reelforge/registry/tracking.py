@@ -18,6 +18,16 @@ from reelforge.config import RegistryParams
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
+PIPELINE_RUN_ENV = "REELFORGE_PIPELINE_RUN"  # set by the Prefect flow for the stages it runs
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    """A stage run's tags: the stage, and the pipeline execution (Prefect flow run) it belongs to, so the
+    runs of one execution can be found together (`tags.pipeline_run = '...'` in the MLflow UI)."""
+    run = os.environ.get(PIPELINE_RUN_ENV)
+    return {"stage": stage} | ({"pipeline_run": run} if run else {})
+
+
 def tracking_uri(cfg: RegistryParams, project_root: str | Path | None = None) -> str:
     """MLFLOW_TRACKING_URI, else params, else a SQLite store in the project given as an absolute URI."""
     if os.environ.get("MLFLOW_TRACKING_URI"):

@@ -27,7 +27,7 @@ from reelforge.model.fit import fit_problems
 from reelforge.model.pipeline import TextToVideoPipeline
 from reelforge.registry.lineage import dvc_lineage, git_commit
 from reelforge.registry.models import Registration, log_and_register
-from reelforge.registry.tracking import setup
+from reelforge.registry.tracking import run_tags, setup
 from reelforge.train.data import TrainData, load_data
 from reelforge.train.module import BatchStream, TextToVideoModule
 from reelforge.train.resume import ResumePoint, resume_point, run_key, start_fresh, weights_sha
@@ -80,7 +80,7 @@ def run(
         tracking_uri=setup(cfg.registry),
         run_name="train",
         run_id=resume.mlflow_run_id,
-        tags={"stage": "train", "git_commit": git_commit()},
+        tags=run_tags("train") | {"git_commit": git_commit()},
     )
     trainer = make_trainer(train, logger, callbacks(cfg, pipeline, data, ckpt_dir), data.val_x is not None)
     train_loader, val_loader = _loaders(train, data, trainer, resume)
