@@ -7,6 +7,7 @@ so a multi-process launcher never re-executes this flow.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -60,11 +62,37 @@ def snapshot_raw(project: Path) -> str:
     return re.search(r"md5: (\S+)", (project / f"{RAW_DIR}.dvc").read_text()).group(1)
 
 
+# Each stage's report, shown on the flow run's page as the stage task's artifact.
+SUMMARIES = {
+    "ingest": "reports/ingest.json", "caption": "reports/caption.json", "train": "models/registration.json",
+    "evaluate": "reports/metrics.json", "promote": "reports/promotion.json",
+}  # fmt: skip
+
+
+def summary_markdown(stage: str, ran: bool, report: dict) -> str:
+    """A stage's report as a two-column table: its numbers and short strings, one level of nesting."""
+    rows = []
+    for key, value in report.items():
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, v in items:
+            if isinstance(v, list) and all(isinstance(x, str) for x in v):  # e.g. promote's failures
+                v = "; ".join(v) or "none"
+            if isinstance(v, bool | int | float | str) and len(str(v)) <= 400 and "_ci_" not in sub:
+                text = f"{v:.6g}" if isinstance(v, float) else str(v).replace("|", "\\|")
+                rows.append(f"| {key}{'.' + sub if sub else ''} | {text} |")
+    head = f"## {stage}: {'ran' if ran else 'up to date (not re-run)'}"
+    return "\n".join([head, "", "| | |", "|---|---|", *rows])
+
+
 @task(cache_policy=NO_CACHE, task_run_name="dvc repro {stage}")
 def repro(project: Path, stage: str) -> dict:
     t0 = time.perf_counter()
     out = _dvc(project, "repro", "--single-item", stage)
     ran = f"Running stage '{stage}'" in out
+    report = project / SUMMARIES[stage]
+    if report.is_file():
+        markdown = summary_markdown(stage, ran, json.loads(report.read_text()))
+        create_markdown_artifact(markdown, key=f"{stage}-summary", description=f"{stage}: {SUMMARIES[stage]}")
     return {"stage": stage, "ran": ran, "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -252,6 +252,19 @@ def test_endpoint_serves_the_champion(project):
     assert httpx.post(f"{url}/v1/generate", content=b"{not json", timeout=30).status_code == 422
 
 
+def test_the_flow_run_shows_each_stages_summary_as_an_artifact(project):
+    proj, _ = project
+    code = (
+        "import asyncio\nfrom prefect.client.orchestration import get_client\n"
+        "async def main():\n    async with get_client() as client:\n"
+        "        for a in await client.read_artifacts():\n            print(a.key, a.data.splitlines()[0])\n"
+        "asyncio.run(main())"
+    )
+    out = sh(proj, sys.executable, "-c", code).stdout
+    for stage in ("ingest", "caption", "train", "evaluate", "promote"):
+        assert f"{stage}-summary ## {stage}: ran" in out, out
+
+
 def test_second_run_changes_nothing(project):
     proj, first = project
     assert first.stdout.count(" ran ") == 5, first.stdout
