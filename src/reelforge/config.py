@@ -115,6 +115,12 @@ class SchedulerParams(Section):
         description="Correlation of the noise between frames (mixed noise, Ge et al. 2023, PYoCo): each "
         "frame's noise is sqrt(c) x one shared draw + sqrt(1-c) x its own, in training and sampling alike.",
     )
+    motion_loss_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="Extra training-loss weight on what moves: each element is weighted 1 + w x (its clean "
+        "frame's change to its neighbour frames / the clip's mean change), renormalised to mean 1.",
+    )
 
 
 class TrainParams(Section):

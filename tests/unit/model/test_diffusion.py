@@ -60,3 +60,19 @@ def test_uncorrelated_frame_noise_is_plain_randn_so_seeds_keep_their_videos():
         flow.noise(shape, torch.Generator().manual_seed(7)),
         torch.randn(shape, generator=torch.Generator().manual_seed(7)),
     )
+
+
+def test_motion_weights_put_the_loss_where_the_clip_changes():
+    flow = RectifiedFlow(SchedulerParams(motion_loss_weight=4.0))
+    x0 = torch.zeros(2, 4, 3, 8, 8)
+    for t in range(4):  # a bright pixel moving right one step per frame; the second clip is static
+        x0[0, t, :, 2, 2 + t] = 1.0
+    w = flow.motion_weights(x0)
+    assert w.shape == (2, 4, 1, 8, 8) and torch.allclose(w.mean(dim=(1, 2, 3, 4)), torch.ones(2))
+    assert w[0, 1, 0, 2, 3] > 3 * w[0, 1, 0, 6, 6]  # where it is (and was) against the background
+    assert torch.allclose(w[1], torch.ones_like(w[1]))  # nothing moves: the plain loss
+    model = nn.Identity()
+    generator = torch.Generator().manual_seed(0)
+    plain = RectifiedFlow(SchedulerParams()).training_loss(lambda x, t, i: model(x), x0[1:], None, generator)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.isclose(flow.training_loss(lambda x, t, i: model(x), x0[1:], None, generator), plain)
