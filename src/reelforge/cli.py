@@ -409,10 +409,17 @@ def _with_ci(metrics: dict[str, float], name: str) -> str:
 @app.command()
 def ui(port: int = 5000, params: ParamsOpt = Path("params.yaml")) -> None:
     """Start the MLflow UI on this project's tracking store."""
+    import mlflow
+
+    from reelforge.registry.review import UI_WORKFLOW
     from reelforge.registry.tracking import tracking_uri
 
-    uri = tracking_uri(_params(params, None).registry)
-    console.print(f"MLflow UI on http://127.0.0.1:{port} ({uri})")
+    registry = _params(params, None).registry
+    uri = tracking_uri(registry)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(registry.experiment)
+    page = f"#/experiments/{experiment.experiment_id}?{UI_WORKFLOW}" if experiment else ""
+    print(f"MLflow UI on http://127.0.0.1:{port}/{page} ({uri})", flush=True)  # one line, unwrapped
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     subprocess.run([mlflow_bin, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)])
 

@@ -367,3 +367,63 @@ def test_evaluate_a_registered_version_against_the_champion(project, second_vers
         check=False,
     )  # fmt: skip
     assert usage.returncode == 2 and "exactly one of --registration" in usage.stdout
+
+
+def test_a_reviewer_can_decide_from_the_mlflow_ui(project, tmp_path):
+    """`reelforge ui`, opened in Debian's Chromium (Playwright): the experiment opens on its runs, the
+    champion's version page shows where it came from, and its evaluation run shows the metrics with
+    intervals and the decision. Screenshots in the test's temporary folder."""
+    from mlflow import MlflowClient
+    from playwright.sync_api import sync_playwright
+
+    proj, _ = project
+    uri = f"sqlite:///{proj / 'mlflow.db'}"
+    champion = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+        "reelforge-t2v", "champion"
+    )
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = (tmp_path / "ui.log").open("w")
+    ui = subprocess.Popen(
+        ["reelforge", "ui", "--port", "5071"], cwd=proj, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline, url = time.monotonic() + 120, None
+        while True:  # the printed address (the experiment's runs), then the server's health
+            if url is None:
+                lines = (tmp_path / "ui.log").read_text().splitlines()
+                url = next((line.split()[3] for line in lines if line.startswith("MLflow UI on")), None)
+            try:
+                if url and httpx.get("http://127.0.0.1:5071/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-2000:]
+            time.sleep(1)
+        pages = {
+            "experiment": (url, ["evaluate v1", "Runs"]),
+            "version": (
+                f"http://127.0.0.1:5071/#/models/reelforge-t2v/versions/{champion.version}",
+                ["Training run:", "Evaluation run:", "Git commit:", "Promotion: promoted"],
+            ),
+            "evaluation": (
+                url.replace("?", f"/runs/{champion.tags['eval_run_id']}?"),
+                ["Promoted", "fvd_ref at the floor's n", "real clips", "floor"],
+            ),
+        }
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"))
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                for name, (address, texts) in pages.items():
+                    page.goto(address)
+                    for text in texts:
+                        page.get_by_text(text).first.wait_for(timeout=60_000)
+                    page.screenshot(path=tmp_path / f"mlflow_{name}.png")
+            finally:
+                browser.close()
+        assert len(list(tmp_path.glob("mlflow_*.png"))) == 3
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(timeout=30)

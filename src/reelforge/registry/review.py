@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
+# MLflow 3.17's UI shows an experiment by its GenAI / model-training switch, which a URL can set: this opens
+# an experiment on its runs (the experiment's `mlflow.experimentKind` tag says the same to UIs that read it).
+UI_WORKFLOW = "workflowType=machine_learning"
+
 # (metric, what it is, which way is better); rows with no value in the report are left out.
 ROWS = (
     ("fvd_ref_floor_n", "fvd_ref at the floor's n, the gated distance", "lower"),
@@ -82,8 +86,8 @@ def version_markdown(name: str, version: str, eval_run_id: str, decision: dict) 
     data = {k.removeprefix("data.dvc."): v for k, v in train.data.params.items() if k.startswith("data.dvc.")}
     outcome = "promoted" if decision["promoted"] else "not promoted: " + "; ".join(decision["failures"])
     lines = [
-        f"Training run: [{mv.run_id}](#/experiments/{exp}/runs/{mv.run_id})",
-        f"Evaluation run: [{eval_run_id}](#/experiments/{exp}/runs/{eval_run_id})",
+        f"Training run: [{mv.run_id}](#/experiments/{exp}/runs/{mv.run_id}?{UI_WORKFLOW})",
+        f"Evaluation run: [{eval_run_id}](#/experiments/{exp}/runs/{eval_run_id}?{UI_WORKFLOW})",
         f"Git commit: `{train.data.tags.get('git_commit', 'unknown')}`",
         f"Promotion: {outcome}",
         "",
