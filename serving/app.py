@@ -388,6 +388,7 @@ class Generator:
                 503, f"the job queue is full ({full.queued} queued); retry later",
                 headers={"Retry-After": str(wait)},
             ) from None  # fmt: skip
+        self.runner.wake()
         url = f"/v1/videos/{job.id}"
         return JSONResponse(
             {"id": job.id, "status": "queued", "url": url}, status_code=202, headers={"Location": url}

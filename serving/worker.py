@@ -40,16 +40,21 @@ class JobRunner:
         self.store, self.generate, self.version, self.name = store, generate, version, name
         self.max_batch, self.poll_s, self.maintenance_s = max_batch, poll_s, maintenance_s
         self.current: list[str] = []
-        self._stop = threading.Event()
+        self._stop, self._wake = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"jobs-{name}", daemon=True)
 
     def start(self) -> JobRunner:
         self._thread.start()
         return self
 
+    def wake(self) -> None:
+        """A job was just queued here: claim now instead of at the next poll (other replicas poll)."""
+        self._wake.set()
+
     def stop(self, wait_s: float) -> bool:
         """Claim nothing more; wait up to wait_s for the job in hand. True when the runner has stopped."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(wait_s)
         return not self._thread.is_alive()
 
@@ -68,7 +73,8 @@ class JobRunner:
                 self._stop.wait(self.poll_s * 4)
                 continue
             if not jobs:
-                self._stop.wait(self.poll_s)
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
                 continue
             self.run(jobs)
 

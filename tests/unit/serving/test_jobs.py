@@ -211,3 +211,18 @@ def _wait(condition, timeout=10.0):
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_a_job_queued_on_this_replica_is_claimed_at_once_not_at_the_next_poll(store):
+    ran = threading.Event()
+
+    def generate(requests, report):
+        ran.set()
+        return [(b"v", "mp4") for _ in requests]
+
+    runner = JobRunner(store, generate, lambda: "1", "w1", poll_s=30).start()
+    time.sleep(0.2)  # the runner found nothing and waits for its next poll, 30 s away
+    store.submit(REQUEST, None, None, 4)
+    runner.wake()  # what POST /v1/videos does after queueing
+    assert ran.wait(5)
+    assert runner.stop(5)
