@@ -381,6 +381,7 @@ def test_a_reviewer_can_decide_from_the_mlflow_ui(project, tmp_path):
     champion = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
         "reelforge-t2v", "champion"
     )
+    decided = json.loads((proj / "reports/promotion.json").read_text())["eval_run_id"]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     log = (tmp_path / "ui.log").open("w")
@@ -407,8 +408,8 @@ def test_a_reviewer_can_decide_from_the_mlflow_ui(project, tmp_path):
                 f"http://127.0.0.1:5071/#/models/reelforge-t2v/versions/{champion.version}",
                 ["Training run:", "Evaluation run:", "Git commit:", "Promotion: promoted"],
             ),
-            "evaluation": (
-                url.replace("?", f"/runs/{champion.tags['eval_run_id']}?"),
+            "evaluation": (  # the run promote decided on (a later `evaluate --version` re-tags the version)
+                url.replace("?", f"/runs/{decided}?"),
                 ["Promoted", "fvd_ref at the floor's n", "real clips", "floor"],
             ),
         }
@@ -419,7 +420,7 @@ def test_a_reviewer_can_decide_from_the_mlflow_ui(project, tmp_path):
                 for name, (address, texts) in pages.items():
                     page.goto(address)
                     for text in texts:
-                        page.get_by_text(text).first.wait_for(timeout=60_000)
+                        page.get_by_text(text).first.wait_for(state="attached", timeout=60_000)
                     page.screenshot(path=tmp_path / f"mlflow_{name}.png")
             finally:
                 browser.close()
