@@ -13,11 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
-def pg_bin() -> Path | None:
-    """The newest installed server's bin folder, or None."""
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    return versions[-1].parent if versions else None
+from reelforge.stack import pg_bin
 
 
 def _free_port() -> int:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,7 @@ from reelforge.config import (
     TrainConfig,
     load_params,
 )
+from reelforge.stack import Stack
 from reelforge.stage_graph import stage_module
 
 app = typer.Typer(
@@ -37,6 +39,11 @@ app = typer.Typer(
 )
 serve_app = typer.Typer(no_args_is_help=True, help="The Ray Serve endpoint.")
 app.add_typer(serve_app, name="serve")
+stack_app = typer.Typer(
+    no_args_is_help=True,
+    help="The team setup on one machine: PostgreSQL, MLflow and Prefect servers, a worker, the Ray head.",
+)
+app.add_typer(stack_app, name="stack")
 console = Console()
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
@@ -60,6 +67,27 @@ def _fail_fast(p: Params) -> None:
 
     if problems := fit_problems(p.stage(TrainConfig)):
         console.print("[red]" + "\n".join(problems) + "[/red]")
+        raise typer.Exit(2)
+
+
+def _backends(p: Params) -> None:
+    """Say which tracking store and orchestration API this run uses, and refuse, before any stage spends
+    compute, a tracking server or Prefect API that does not answer, or a database that refuses."""
+    from reelforge.registry.tracking import tracking_uri
+    from reelforge.stack import unreachable
+
+    uri, api = tracking_uri(p.registry), os.environ.get("PREFECT_API_URL")
+    where = "embedded SQLite" if uri.startswith("sqlite:") else "server"
+    console.print(f"tracking: {uri} ({where})")
+    console.print(
+        f"orchestration: {'Prefect server at ' + api if api else 'an ephemeral Prefect API (embedded)'}"
+    )
+    problems = [f"{what} {url}: {why}" for what, url, why in unreachable(uri, api)]
+    if problems:
+        console.print("[red]" + "\n".join(problems) + "[/red]")
+        console.print(
+            "`reelforge stack status` shows the stack; unset the variables for the embedded defaults"
+        )
         raise typer.Exit(2)
 
 
@@ -231,7 +259,9 @@ def run(
 ) -> None:
     """Run the whole pipeline as a Prefect flow (unchanged DVC stages are skipped)."""
     project = project.resolve()
-    _fail_fast(_params(project / "params.yaml", None))
+    p = _params(project / "params.yaml", None)
+    _fail_fast(p)
+    _backends(p)
     os.environ.setdefault("PREFECT_HOME", str(project / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     from flows.pipeline import pipeline
@@ -239,6 +269,7 @@ def run(
     result = pipeline(project=str(project), serve=serve)
     for s in result["stages"]:
         console.print(f"  {s['stage']:<9} {'ran' if s['ran'] else 'up to date':<11} {s['seconds']:>7.1f}s")
+    console.print(f"  data and model pushed to: {result['pushed']}")
     if result["served"]:
         served = result["served"]
         console.print(
@@ -252,20 +283,114 @@ def schedule(
     cron: str = typer.Option("0 3 * * *", help="Cron expression (UTC)."),
     project: Path = typer.Option(Path("."), help="Project root."),
 ) -> None:
-    """Run the pipeline on a cron schedule. Needs a Prefect server (`prefect server start`) and
-    PREFECT_API_URL pointing at it; this process then executes the scheduled runs until stopped."""
-    if not os.environ.get("PREFECT_API_URL"):
+    """Register the pipeline on the stack's work pool on a cron schedule (`reelforge stack up` first, with
+    its environment exported: `eval "$(reelforge stack env)"`). The pool's worker runs it, one at a time."""
+    import httpx
+
+    api = os.environ.get("PREFECT_API_URL")
+    p = _params(project / "params.yaml", None)
+    pool = p.stack.work_pool
+    if not api:
         console.print(
-            "[red]PREFECT_API_URL is not set.[/red] Schedules need a Prefect server: run "
-            "`prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`."
+            "[red]PREFECT_API_URL is not set.[/red] Schedules need a Prefect server and a worker: run "
+            '`reelforge stack up`, then `eval "$(reelforge stack env)"`.'
         )
         raise typer.Exit(2)
-    _params(project / "params.yaml", None)
-    from prefect import serve
+    _backends(p)
+    if httpx.get(f"{api.rstrip('/')}/work_pools/{pool}", timeout=10).status_code != 200:
+        console.print(f"[red]work pool {pool!r} does not exist on {api}[/red]: `reelforge stack up` makes it")
+        raise typer.Exit(2)
+    from flows.pipeline import DEPLOYMENT, deploy_scheduled
 
-    from flows.pipeline import scheduled_deployment
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS") if os.environ.get(k)}
+    deployment_id = deploy_scheduled(str(project), cron, pool, env)
+    print(  # one line, unwrapped
+        f"deployment reelforge-pipeline/{DEPLOYMENT} ({deployment_id}) on work pool {pool}, "
+        f"cron {cron!r} (UTC), one run at a time; env {env}"
+    )
 
-    serve(scheduled_deployment(str(project), cron))
+
+@app.command()
+def reproduce(
+    version: str = typer.Option(..., "--version", help="The registered model version."),
+    into: Path = typer.Option(..., help="An empty or new folder for the checkout."),
+    repo: str = typer.Option(".", help="The project's Git repository (path or URL)."),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Check out what made model version N in a fresh folder: its git commit, its dvc.lock, the data and
+    model pulled from `dvc.remote`; then check each output's md5 against that dvc.lock (exit 1 if any
+    differs)."""
+    from reelforge.registry.reproduce import reproduce as restore
+    from reelforge.registry.tracking import setup
+
+    p = _params(params, None)
+    if not p.dvc.remote:
+        console.print("[red]dvc.remote is not set in params: there is nothing to pull from[/red]")
+        raise typer.Exit(2)
+    remote = (
+        p.dvc.remote if "://" in p.dvc.remote else str((params.resolve().parent / p.dvc.remote).resolve())
+    )
+    setup(p.registry)
+    repo_url = str(Path(repo).resolve()) if Path(repo).exists() else repo
+    try:
+        checks = restore(p.registry.model_name, version, repo_url, remote, into.resolve())
+    except (LookupError, RuntimeError, FileExistsError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    for check in checks:
+        print(check.line())
+    bad = [c.path for c in checks if c.state != "match"]
+    if bad:
+        console.print(
+            f"[red]{len(bad)} of {len(checks)} differ from v{version}'s dvc.lock: {', '.join(bad)}[/red]"
+        )
+        raise typer.Exit(1)
+    print(f"{p.registry.model_name} v{version} reproduced in {into}: every md5 matches its dvc.lock")
+
+
+def _stack(params: Path, overrides: list[str] | None) -> Stack:
+    p = _params(params, overrides)
+    return Stack(p.stack, p.serve, params.resolve().parent)
+
+
+@stack_app.command("up")
+def stack_up(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Start the services that are not running (idempotent) and wait until each is healthy."""
+    from reelforge.stack import StackError
+
+    stack = _stack(params, set)
+    t0 = time.monotonic()
+    try:
+        stack.up(log=console.print)
+    except StackError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"stack up in {time.monotonic() - t0:.1f} s; to use it:\n")
+    for key, value in stack.env().items():
+        print(f"export {key}={value}")
+
+
+@stack_app.command("down")
+def stack_down(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Stop the services `stack up` started (their data stays in stack.dir)."""
+    _stack(params, set).down(log=console.print)
+
+
+@stack_app.command("status")
+def stack_status(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """Each service's health, pid and URL; exits 1 unless all are healthy."""
+    states = _stack(params, set).status()
+    for s in states:
+        colour = "green" if s.state == "healthy" else "red"
+        console.print(f"{s.name:<9} [{colour}]{s.state:<9}[/{colour}] {str(s.pid or '-'):>8}  {s.url}")
+    raise typer.Exit(0 if all(s.state == "healthy" for s in states) else 1)
+
+
+@stack_app.command("env")
+def stack_env(params: ParamsOpt = Path("params.yaml"), set: SetOpt = None) -> None:
+    """The exports that point the pipeline at the stack: `eval "$(reelforge stack env)"`."""
+    for key, value in _stack(params, set).env().items():
+        print(f"export {key}={value}")
 
 
 def _print_curl(cfg: ServeConfig) -> None:

@@ -348,6 +348,49 @@ class RegistryParams(Section):
     alias: str = Field("champion", min_length=1, description="Registry alias of the served model.")
 
 
+class StackParams(Section):
+    """`reelforge stack up`: the team setup on one machine (docs/operations.md); not read by any stage."""
+
+    dir: str = Field(".stack", description="Its services' data, logs and pids; relative to the project.")
+    postgres_port: int = Field(5433, ge=1, le=65535)
+    mlflow_port: int = Field(5001, ge=1, le=65535)
+    prefect_port: int = Field(4201, ge=1, le=65535)
+    artifacts: str | None = Field(
+        None,
+        description="Where the MLflow server keeps artifacts: None = <dir>/mlartifacts, or s3://bucket/path.",
+    )
+    work_pool: str = Field(
+        "reelforge", min_length=1, description="The Prefect process work pool its worker serves."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> StackParams:
+        ports = [self.postgres_port, self.mlflow_port, self.prefect_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError(
+                f"stack ports must differ: postgres {ports[0]}, mlflow {ports[1]}, prefect {ports[2]}"
+            )
+        return self
+
+
+class DvcParams(Section):
+    """Where every successful pipeline run pushes its data and model (read by the flow, not by a stage)."""
+
+    remote: str | None = Field(
+        None,
+        description="A DVC remote URL (s3://..., gs://..., ssh://...) or a local folder (relative to the "
+        "project); None: nothing is pushed, the data stays in this machine's DVC cache.",
+    )
+
+
+class NotifyParams(Section):
+    """Where the pipeline flow reports a failed run (read by the flow, not by a stage)."""
+
+    webhook_url: str | None = Field(
+        None, description="POSTed a JSON body (flow run, failed stage, message, log tail) when a run fails."
+    )
+
+
 class Params(Section):
     """The whole params.yaml. Stages take a `StageConfig` built from it (`Params.stage`)."""
 
@@ -361,6 +404,9 @@ class Params(Section):
     promote: PromoteParams = Field(default_factory=PromoteParams)
     serve: ServeParams = Field(default_factory=ServeParams)
     registry: RegistryParams = Field(default_factory=RegistryParams)
+    stack: StackParams = Field(default_factory=StackParams)
+    notify: NotifyParams = Field(default_factory=NotifyParams)
+    dvc: DvcParams = Field(default_factory=DvcParams)
 
     @model_validator(mode="after")
     def _check(self) -> Params:

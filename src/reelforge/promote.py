@@ -22,6 +22,7 @@ import numpy as np
 
 from reelforge.config import PromoteConfig, PromoteParams
 from reelforge.files import write_json_atomic
+from reelforge.registry.lineage import log_lock
 from reelforge.registry.review import publish
 from reelforge.registry.tracking import champion_version, move_alias, setup
 
@@ -171,4 +172,5 @@ def run(cfg: PromoteConfig, evaluation_path: str | Path, decision_path: str | Pa
     )
     write_json_atomic(decision_path, asdict(decision))
     publish(report, asdict(decision))  # the evaluation run's and the version's descriptions in the MLflow UI
+    log_lock(report["eval_run_id"])  # train's and evaluate's outputs included: what `reproduce` restores
     return decision

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,87 +12,20 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import yaml
 
 from reelforge.config import ClipParams, IngestParams
 from reelforge.files import file_sha256
-from tests.conftest import REPO, expected_clips
-from tests.tiny_models import save_tiny_clip, save_tiny_i3d
+from tests.conftest import expected_clips
+from tests.e2e.project import BIN, make_project, mlflow_review_pages, screenshot_pages, sh
 
-PROJECT_FILES = [
-    "dvc.yaml",
-    "params.yaml",
-    "pyproject.toml",
-    ".dvcignore",
-    ".gitignore",
-    ".dvc/config",
-    "evaluation",
-    "src",
-    "serving",
-    "flows",
-]
 PORT, RAY_PORT = 8123, 6391
-BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
 
 
-def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "PREFECT_HOME": str(cwd / ".prefect"),
-    }
-    for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-        env.pop(var, None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    proj = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        src, dst = REPO / name, proj / name
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dst)
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["ingest"]["val_fraction"] = 0.35  # >= 4 validation clips from 10 videos: the split-half floor
-    params["caption"]["steps"] = 120
-    params["train"].update(steps=20, log_every_n_steps=5)
-    params["sample"]["steps"] = 4
-    i3d = save_tiny_i3d(proj / "i3d_torchscript.pt")  # a random I3D, loaded by the real loading code
-    clip = save_tiny_clip(proj / "tiny-clip")  # a random CLIP directory, loaded with from_pretrained
-    params["evaluate"].update(
-        samples_per_prompt=1, gif_prompts=2, i3d_path=str(i3d), clip_path=str(clip), bootstrap=50
-    )
-    params["promote"].update(
-        max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0
-    )  # a 20-step model, gates open
-    params["serve"].update(port=PORT, ray_port=RAY_PORT, rate_limit_per_minute=0)  # clients call in loops
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(proj, "git", "init", "-q")
-    sh(proj, "git", "add", "-A")
-    sh(proj, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "project")
-    sh(
-        proj,
-        "reelforge",
-        "demo-data",
-        "data/raw",
-        "--videos",
-        "10",
-        "--seed",
-        "5",
-        "--held-out",
-        "evaluation/prompts.txt",
-    )  # DVC, not Git, tracks it
+    proj = make_project(tmp_path_factory.mktemp("project"), serve={"port": PORT, "ray_port": RAY_PORT})
     first = sh(proj, "reelforge", "run")
     yield proj, first
     sh(proj, "reelforge", "serve", "stop", check=False)
@@ -374,7 +306,6 @@ def test_a_reviewer_can_decide_from_the_mlflow_ui(project, tmp_path):
     champion's version page shows where it came from, and its evaluation run shows the metrics with
     intervals and the decision. Screenshots in the test's temporary folder."""
     from mlflow import MlflowClient
-    from playwright.sync_api import sync_playwright
 
     proj, _ = project
     uri = f"sqlite:///{proj / 'mlflow.db'}"
@@ -402,28 +333,8 @@ def test_a_reviewer_can_decide_from_the_mlflow_ui(project, tmp_path):
                 pass
             assert time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-2000:]
             time.sleep(1)
-        pages = {
-            "experiment": (url, ["evaluate v1", "Runs"]),
-            "version": (
-                f"http://127.0.0.1:5071/#/models/reelforge-t2v/versions/{champion.version}",
-                ["Training run:", "Evaluation run:", "Git commit:", "Promotion: promoted"],
-            ),
-            "evaluation": (  # the run promote decided on (a later `evaluate --version` re-tags the version)
-                url.replace("?", f"/runs/{decided}?"),
-                ["Promoted", "fvd_ref at the floor's n", "real clips", "floor"],
-            ),
-        }
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"))
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                for name, (address, texts) in pages.items():
-                    page.goto(address)
-                    for text in texts:
-                        page.get_by_text(text).first.wait_for(state="attached", timeout=60_000)
-                    page.screenshot(path=tmp_path / f"mlflow_{name}.png")
-            finally:
-                browser.close()
+        pages = mlflow_review_pages("http://127.0.0.1:5071", url, str(champion.version), decided)
+        screenshot_pages(pages, tmp_path)
         assert len(list(tmp_path.glob("mlflow_*.png"))) == 3
     finally:
         os.killpg(ui.pid, 15)

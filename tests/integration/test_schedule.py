@@ -1,4 +1,5 @@
-"""A real Prefect server turns the scheduled deployment's cron into scheduled flow runs."""
+"""A real Prefect server turns the deployment `reelforge schedule` registers (on a process work pool, one
+run at a time) into scheduled flow runs. tests/e2e/test_stack.py has a worker execute one."""
 
 from __future__ import annotations
 
@@ -47,16 +48,20 @@ def test_cron_deployment_gets_scheduled_runs(tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(1)
-        apply = (
-            "from flows.pipeline import scheduled_deployment; "
-            f"scheduled_deployment({str(REPO)!r}, '*/10 * * * *').apply()"
-        )
-        subprocess.run(
-            [sys.executable, "-c", apply], env={**env, "PREFECT_API_URL": api}, check=True, timeout=120
-        )
+        for cmd in (
+            [str(BIN / "prefect"), "work-pool", "create", "reelforge", "--type", "process"],
+            [sys.executable, "-c", "from flows.pipeline import deploy_scheduled; "
+             f"deploy_scheduled({str(REPO)!r}, '*/10 * * * *', 'reelforge', {{'RAY_ADDRESS': 'x:1'}})"],
+        ):  # fmt: skip
+            subprocess.run(cmd, env={**env, "PREFECT_API_URL": api}, check=True, timeout=120, cwd=REPO)
         dep = httpx.get(f"{api}/deployments/name/reelforge-pipeline/reelforge-scheduled").json()
         assert [s["schedule"]["cron"] for s in dep["schedules"]] == ["*/10 * * * *"]
         assert dep["parameters"] == {"project": str(REPO), "serve": True}
+        assert dep["work_pool_name"] == "reelforge" and dep["job_variables"] == {
+            "env": {"RAY_ADDRESS": "x:1"}
+        }
+        assert dep["global_concurrency_limit"]["limit"] == 1
+        assert dep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
         runs: list = []
         while time.monotonic() < deadline and not runs:
             runs = httpx.post(f"{api}/flow_runs/filter", json={}).json()

@@ -30,3 +30,12 @@ def dvc_lineage(project_root: str | Path | None = None) -> dict[str, str]:
             if "md5" in o:
                 out[f"data.dvc.{stage}.{o['path']}.md5"] = o["md5"]
     return out
+
+
+def log_lock(run_id: str, project_root: str | Path | None = None) -> None:
+    """Keep the project's dvc.lock with a run (as `lineage/dvc.lock`): what `reelforge reproduce` restores."""
+    from mlflow import MlflowClient
+
+    lock = Path(project_root or Path.cwd()) / "dvc.lock"
+    if lock.exists():
+        MlflowClient().log_artifact(run_id, str(lock), "lineage")
