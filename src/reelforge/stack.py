@@ -50,7 +50,6 @@ class ServiceState:
     state: str  # healthy | starting | down | unhealthy
     url: str
     pid: int | None
-    detail: str = ""
 
 
 def _bin(name: str) -> str:
@@ -114,7 +113,7 @@ class Stack:
 
     def urls(self) -> dict[str, str]:
         return {
-            "postgres": self.database_url("mlflow").replace("+psycopg", "").rsplit("/", 1)[0],
+            "postgres": f"postgresql://{PG_USER}@127.0.0.1:{self.cfg.postgres_port}",
             "mlflow": self.mlflow_url,
             "prefect": self.prefect_api.removesuffix("/api"),
             "worker": f"pool {self.cfg.work_pool}",
