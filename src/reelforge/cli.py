@@ -263,7 +263,10 @@ def run(
     _fail_fast(p)
     _backends(p)
     os.environ.setdefault("PREFECT_HOME", str(project / ".prefect"))
+    # The embedded server's first start migrates its SQLite database: slow on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    # Its telemetry heartbeat only contends for that database's write lock on an offline machine.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.pipeline import pipeline
 
     result = pipeline(project=str(project), serve=serve)

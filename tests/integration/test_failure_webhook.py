@@ -1,12 +1,11 @@
-"""A failed pipeline run POSTs what failed to params' notify.webhook_url: a real flow run (Prefect's
-ephemeral API) against a local HTTP receiver."""
+"""A failed pipeline run POSTs what failed to params' notify.webhook_url: a real flow run (`reelforge run`,
+Prefect's ephemeral API) against a local HTTP receiver."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.e2e.project import BIN
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +35,11 @@ def test_a_failed_run_notifies_the_webhook_with_the_failed_stage_and_log_tail(tm
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["notify"]["webhook_url"] = f"http://127.0.0.1:{server.server_port}/hook"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))  # and no data/raw: the first task fails
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / ".prefect"), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / ".prefect")}
     for var in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
         env.pop(var, None)
-    code = f"from flows.pipeline import pipeline; pipeline(project={str(tmp_path)!r}, serve=False)"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    cmd = [str(BIN / "reelforge"), "run", "--project", str(tmp_path), "--no-serve"]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
     server.shutdown()
     assert proc.returncode != 0
     assert len(received) == 1, proc.stderr[-3000:]
