@@ -129,6 +129,10 @@ def ingest(
     cfg = _params(params, set).stage(IngestConfig)
     r = stage_module("ingest").run(cfg, input, output, summary)
     console.print(json.dumps(r.summary, indent=2))
+    if r.summary["store_restarted"]:
+        console.print(
+            f"[yellow]rebuilt the clip store at {output}: {r.summary['store_restart_reason']}[/yellow]"
+        )
 
 
 @app.command()

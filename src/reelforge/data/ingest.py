@@ -29,13 +29,26 @@ from reelforge.data.quality import NearDuplicateIndex, scores, signature
 from reelforge.data.shots import ClipSampler, CutDetector
 from reelforge.data.sources import Source, SourceRejected, list_sources, local_copy
 from reelforge.data.store import MANIFEST, REJECTS, SOURCES, ClipStore
-from reelforge.data.video import Probe, VideoFile, thumbnail, to_rgb_square
+from reelforge.data.video import Probe, VideoFile, decode_bytes, encode_mp4, psnr_db, thumbnail, to_rgb_square
 from reelforge.files import file_sha256, write_json_atomic
 
 REJECT_COLUMNS = ["source_path", "stage", "reason", "detail", "start_s", "end_s", "duplicate_of", "motion",
                   "brightness", "contrast"]  # fmt: skip
 SOURCE_COLUMNS = ["source_path", "outcome", "clips", "reason", "sha256", "size_bytes"]
-CLIP_COLUMNS = ["clip_id", "source_path", "start_s", "end_s", "split", "shard", "caption"]
+CLIP_COLUMNS = ["clip_id", "source_path", "start_s", "end_s", "split", "shard", "caption", "width", "height",
+                "num_frames", "fps", "duration_s", "encoded_bytes", "psnr_db"]  # fmt: skip
+# What each clip's JSON member in its shard says, beside the manifest row.
+SHARD_META = [
+    "clip_id",
+    "source_path",
+    "start_s",
+    "end_s",
+    "width",
+    "height",
+    "num_frames",
+    "fps",
+    "duration_s",
+]
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,10 @@ class IngestResult:
 
 @dataclass
 class SourceOutcome:
-    """What one worker learned about one input. `clips` pairs manifest rows with (T, S, S, 3) frames."""
+    """What one worker learned about one input. `clips` pairs manifest rows with encoded clips (MP4)."""
 
     source: dict  # the sources.parquet row: probe, hash, decode facts
-    clips: list[tuple[dict, np.ndarray]] = field(default_factory=list)
+    clips: list[tuple[dict, bytes]] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
 
 
@@ -146,18 +159,22 @@ def _decode_and_cut(
         if problem := _check_scores(s, cfg):
             out.rejects.append(_reject(source.uri, "filter", *problem, **span, **s))
             continue
+        data = encode_mp4(frames, clip.fps, cfg.crf, cfg.codec, cfg.pix_fmt, cfg.preset)
         row = {
             "clip_id": hashlib.sha256(frames.tobytes()).hexdigest()[:16],  # content hash: deterministic
             "source_path": source.uri,
             **span,
             "num_frames": clip.num_frames,
             "fps": clip.fps,
+            "duration_s": clip.duration_s,
             "width": clip.size,
             "height": clip.size,
+            "encoded_bytes": len(data),
+            "psnr_db": round(psnr_db(decode_bytes(data), frames), 2),  # what readers get vs what was cut
             **s,
             **{f"phash_{i}": np.uint64(h) for i, h in enumerate(signature(frames))},
         }
-        out.clips.append((row, frames))
+        out.clips.append((row, data))
 
 
 def _check_scores(s: dict[str, float], cfg: IngestParams) -> tuple[str, str] | None:
@@ -268,7 +285,7 @@ def run(
     missing = {s.uri for s in sources} - set(done.source_path if len(done) else ())
     if missing:  # accounting is an invariant, not a hope
         raise RuntimeError(f"{len(missing)} inputs have neither clips nor a reject row, e.g. {min(missing)}")
-    summary = _summary(sources, todo, added, clips, rejects, done, clip, store)
+    summary = _summary(sources, todo, added, clips, rejects, done, clip, cfg, store)
     write_json_atomic(summary_path, summary)
     return IngestResult(len(sources), len(clips), len(rejects), summary)
 
@@ -276,7 +293,7 @@ def run(
 # Settings that change what a stored clip is; the store restarts when they change (see ClipStore).
 CLIP_SHAPING = {"shot_threshold", "cut_check_stride", "max_clips_per_shot", "min_motion", "min_brightness",
                 "min_contrast", "dup_max_hamming", "max_pixels", "min_short_side",
-                "val_fraction"}  # fmt: skip
+                "val_fraction", "codec", "crf", "preset", "pix_fmt"}  # fmt: skip
 
 
 def _write(
@@ -310,7 +327,7 @@ def _write(
             else:
                 if src.get("sha256"):
                     files[src["sha256"]] = uri
-                for row, frames in o.clips:
+                for row, data in o.clips:
                     sig = [int(row[f"phash_{i}"]) for i in range(3)]
                     if (twin := index.find(sig)) is not None:
                         span = {k: row[k] for k in ("start_s", "end_s", "brightness", "contrast", "motion")}
@@ -319,9 +336,9 @@ def _write(
                         )
                         continue
                     index.add(row["clip_id"], sig)
-                    kept.append((row, frames))
+                    kept.append((row, data))
             caption = src.get("caption")
-            for row, frames in kept:
+            for row, data in kept:
                 row.update(
                     source_caption=caption,
                     caption=caption if src.get("shots") == 1 else None,  # a sidecar describes one shot
@@ -329,7 +346,7 @@ def _write(
                     source_sha256=src.get("sha256"),
                     split="val" if uri in val else "train",
                 )
-                part.add_clip(row, frames)
+                part.add_clip(row, data, {k: row[k] for k in SHARD_META} | {"codec": cfg.codec})
             file_level = any("start_s" not in r for r in rejects)
             outcome = "clips" if kept else "rejected" if file_level else "all_clips_rejected"
             reason = None if kept else rejects[0]["reason"]
@@ -354,6 +371,7 @@ def _summary(
     rejects: pd.DataFrame,
     done: pd.DataFrame,
     clip: ClipParams,
+    cfg: IngestParams,
     store: ClipStore,
 ) -> dict:
     n = len(clips)
@@ -371,5 +389,26 @@ def _summary(
         "train_clips": int((clips.split == "train").sum()) if n else 0,
         "val_clips": int((clips.split == "val").sum()) if n else 0,
         "store_restarted": store.restarted,
+        "store_restart_reason": store.restart_reason,
+        **_storage(clips, clip, cfg),
         "uncommitted_files_removed": store.recovered,
+    }
+
+
+def _storage(clips: pd.DataFrame, clip: ClipParams, cfg: IngestParams) -> dict:
+    """What the encoded store costs and keeps: bytes per clip against raw uint8 frames, and the PSNR of what
+    readers decode against the frames ingest cut."""
+    settings = cfg.model_dump(include={"codec", "crf", "preset", "pix_fmt"})
+    if not len(clips):
+        return {"storage": settings}
+    raw, encoded = clip.num_frames * clip.size * clip.size * 3, float(clips.encoded_bytes.median())
+    return {
+        "storage": {
+            **settings,
+            "bytes_per_clip_median": int(encoded),
+            "raw_bytes_per_clip": raw,
+            "compression_ratio_median": round(raw / encoded, 1),
+            "psnr_db_median": round(float(clips.psnr_db.median()), 2),
+            "psnr_db_min": round(float(clips.psnr_db.min()), 2),
+        }
     }

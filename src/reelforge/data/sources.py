@@ -68,7 +68,10 @@ def local_copy(source: Source, max_bytes: int) -> Iterator[Path]:
             yield _fetch(source.uri, Path(tmp) / "video", max_bytes)
         return
     uri = source.uri.removeprefix("file://")
-    path = (Path(source.root) / uri).resolve()  # absolute `uri` stays absolute
+    try:
+        path = (Path(source.root) / uri).resolve()  # absolute `uri` stays absolute
+    except (RuntimeError, OSError) as exc:  # a symlink loop: RuntimeError up to Python 3.12, OSError after
+        raise SourceRejected("symlink_loop", f"{type(exc).__name__}: {exc}"[:300]) from None
     if not path.is_relative_to(source.root):
         raise SourceRejected("outside_input_root", f"resolves to {path}, outside {source.root}")
     if not path.is_file():

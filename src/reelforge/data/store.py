@@ -1,7 +1,8 @@
-"""The clip store: tar shards of uint8 `.npy` clips plus `manifest.parquet` (one row per clip).
+"""The clip store: tar shards of encoded clips plus `manifest.parquet` (one row per clip).
 
-Shards are WebDataset-style (one member per clip, named by clip id) so they stream at scale; here the
-whole demo set fits in memory and `load_clips` reads it at once.
+Shards are WebDataset-style: per clip, `<clip_id>.mp4` (the frames ingest produced, encoded with params'
+`ingest.codec`, `crf`, `preset` and `pix_fmt`) and `<clip_id>.json` (its shape, timing and source), so they
+stream at scale. `load_clips` decodes a requested set into memory.
 """
 
 from __future__ import annotations
@@ -16,24 +17,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reelforge.data.video import decode_bytes
 from reelforge.files import write_json_atomic
 
 MANIFEST = "manifest.parquet"
 REJECTS = "rejects.parquet"
 SOURCES = "sources.parquet"
 SHARDS, LEDGER, STORE_JSON = "shards", "ledger", "store.json"
+# What a shard member is. Stores without it hold raw uint8 `.npy` clips (before 2026-11): ingest rebuilds
+# them, and readers refuse them rather than misread them.
+FORMAT = "encoded-mp4-v1"
+
+
+class OldStoreFormat(ValueError):
+    """The store was written in a format this version does not read."""
 
 
 class ClipStore:
     """An append-only clip store that a kill at any moment cannot corrupt.
 
-    Layout: `shards/NNNNNN.tar` (WebDataset-style: one `<clip_id>.npy` member per clip) and, per shard, a
-    committed *part* in `ledger/`: `NNNNNN.clips.parquet`, `NNNNNN.rejects.parquet` and, written last,
-    `NNNNNN.sources.parquet` — the commit marker. Every file is written under a `.partial` name and
-    renamed into place. On open, anything not covered by a commit marker is deleted, so a rerun after a
-    crash neither trusts a half-written shard nor sees its clips twice. `manifest.parquet`,
-    `rejects.parquet` and `sources.parquet` are the committed parts consolidated (rewritten atomically by
-    `consolidate`). `store.json` holds the settings that shape clips; if they change, the store restarts.
+    Layout: `shards/NNNNNN.tar` (WebDataset-style: `<clip_id>.mp4` and `<clip_id>.json` per clip)
+    and, per shard, a committed *part* in `ledger/`: `NNNNNN.clips.parquet`, `NNNNNN.rejects.parquet`
+    and, written last, `NNNNNN.sources.parquet` — the commit marker. Every file is written under a
+    `.partial` name and renamed into place. On open, anything not covered by a commit marker is deleted,
+    so a rerun after a crash neither trusts a half-written shard nor sees its clips twice.
+    `manifest.parquet`, `rejects.parquet` and `sources.parquet` are the committed parts consolidated
+    (rewritten atomically by `consolidate`). `store.json` holds the store's format and the settings that
+    shape clips; if either changes, the store restarts and says why (`restart_reason`).
     """
 
     def __init__(self, root: str | Path, settings: dict):
@@ -42,7 +52,10 @@ class ClipStore:
         (self.root / SHARDS).mkdir(exist_ok=True)
         (self.root / LEDGER).mkdir(exist_ok=True)
         saved = self.root / STORE_JSON
-        self.restarted = saved.exists() and json.loads(saved.read_text()) != settings
+        settings = {"format": FORMAT, **settings}
+        before = json.loads(saved.read_text()) if saved.exists() else None
+        self.restart_reason = _restart_reason(before, settings)
+        self.restarted = self.restart_reason is not None
         if self.restarted:
             for sub in (SHARDS, LEDGER):
                 shutil.rmtree(self.root / sub)
@@ -101,16 +114,15 @@ class Part:
         self.bytes = 0
         self._tar: tarfile.TarFile | None = None
 
-    def add_clip(self, row: dict, frames: np.ndarray) -> None:
+    def add_clip(self, row: dict, data: bytes, meta: dict) -> None:
+        """Append one encoded clip (`data`, MP4 bytes) and its JSON metadata as two members."""
         if self._tar is None:
             self._tar = tarfile.open(self.root / (self.shard + ".partial"), "w")
-        buf = io.BytesIO()
-        np.save(buf, frames)
-        info = tarfile.TarInfo(f"{row['clip_id']}.npy")
-        info.size = buf.tell()
-        buf.seek(0)
-        self._tar.addfile(info, buf)
-        self.bytes += info.size
+        for suffix, payload in (("mp4", data), ("json", json.dumps(meta, sort_keys=True).encode())):
+            info = tarfile.TarInfo(f"{row['clip_id']}.{suffix}")
+            info.size = len(payload)
+            self._tar.addfile(info, io.BytesIO(payload))
+            self.bytes += info.size
         self.clips.append({**row, "shard": self.shard})
 
     def commit(self) -> None:
@@ -135,19 +147,53 @@ def read_manifest(clips_dir: str | Path) -> pd.DataFrame:
     return pd.read_parquet(Path(clips_dir) / MANIFEST)
 
 
+def check_format(clips_dir: str | Path) -> None:
+    """Refuse a store this version would misread, with the fix."""
+    saved = Path(clips_dir) / STORE_JSON
+    found = json.loads(saved.read_text()).get("format") if saved.exists() else None
+    if found != FORMAT:
+        raise OldStoreFormat(
+            f"{clips_dir} holds clips in format {found or 'npy (raw uint8 clips)'}, not {FORMAT}: "
+            "rebuild it with `dvc repro ingest` (or `reelforge ingest`), which restarts the store"
+        )
+
+
 def load_clips(clips_dir: str | Path, clip_ids: list[str] | None = None) -> dict[str, np.ndarray]:
-    """clip_id -> (T, H, W, 3) uint8 for the given ids (all when None)."""
+    """clip_id -> (T, H, W, 3) uint8, decoded, for the given ids (all when None)."""
     clips_dir = Path(clips_dir)
+    check_format(clips_dir)
     manifest = read_manifest(clips_dir)
     wanted = set(manifest.clip_id if clip_ids is None else clip_ids)
     out: dict[str, np.ndarray] = {}
-    for shard in sorted(manifest.shard.unique()):
+    for shard in sorted(manifest[manifest.clip_id.isin(wanted)].shard.unique()):
         with tarfile.open(clips_dir / shard) as tar:
             for member in tar:
-                clip_id = member.name.removesuffix(".npy")
-                if clip_id in wanted:
-                    out[clip_id] = np.load(io.BytesIO(tar.extractfile(member).read()))
+                clip_id, _, suffix = member.name.rpartition(".")
+                if suffix == "mp4" and clip_id in wanted:
+                    out[clip_id] = decode_bytes(tar.extractfile(member).read())
     missing = wanted - out.keys()
     if missing:
         raise FileNotFoundError(f"{len(missing)} clips listed in the manifest are missing from the shards")
+    return out
+
+
+def _restart_reason(before: dict | None, now: dict) -> str | None:
+    """Why a store written with `before` cannot be appended to with `now`; None when it can."""
+    if before is None or before == now:
+        return None
+    if before.get("format") != FORMAT:
+        return (
+            f"written in format {before.get('format', 'npy (raw uint8 clips)')}, this version writes {FORMAT}"
+        )
+    return "the settings that shape clips changed: " + ", ".join(sorted(_changed(before, now)))
+
+
+def _changed(before: dict, after: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k in set(before) | set(after):
+        a, b = before.get(k), after.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out |= _changed(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.add(f"{prefix}{k}")
     return out

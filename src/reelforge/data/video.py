@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -181,14 +182,33 @@ def thumbnail(frame: av.VideoFrame) -> np.ndarray:
     return out
 
 
-def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:
-    """(T, H, W, 3) uint8 -> H.264 MP4 bytes (H and W must be even)."""
+# codec name in params -> (FFmpeg encoder, the option its speed preset goes in)
+ENCODERS = {
+    "h264": ("libx264", "preset"),
+    "hevc": ("libx265", "preset"),
+    "vp9": ("libvpx-vp9", "cpu-used"),
+    "av1": ("libsvtav1", "preset"),
+}
+QUIET = {"hevc": {"x265-params": "log-level=error"}, "vp9": {"b": "0", "deadline": "good"}}
+
+
+def encode_mp4(
+    frames: np.ndarray,
+    fps: float,
+    crf: int = 18,
+    codec: str = "h264",
+    pix_fmt: str = "yuv420p",
+    preset: str = "medium",
+) -> bytes:
+    """(T, H, W, 3) uint8 -> MP4 bytes (H and W must be even for yuv420p). The defaults play everywhere;
+    the clip store passes params' ingest.codec, crf, preset and pix_fmt."""
+    encoder, speed = ENCODERS[codec]
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
+        stream.pix_fmt = pix_fmt
+        stream.options = {"crf": str(crf), speed: str(preset), **QUIET.get(codec, {})}
         for rgb in frames:
             for packet in stream.encode(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
@@ -197,6 +217,12 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return buf.getvalue()
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 arrays, in dB (capped at 100 for identical arrays)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 100.0 if mse == 0 else min(100.0, 10 * math.log10(255.0**2 / mse))
 
 
 def encode_gif(frames: np.ndarray, fps: float, scale: int = 1) -> bytes:

@@ -101,3 +101,20 @@ def test_missing_input_is_clear(tmp_path, clip_cfg):
             tmp_path / "out",
             tmp_path / "s.json",
         )
+
+
+def test_a_symlink_loop_is_a_reject_not_a_crash(demo, clip_cfg, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.mp4").symlink_to(raw / "b.mp4")
+    (raw / "b.mp4").symlink_to(raw / "a.mp4")
+    good = next(v["file"] for v in demo[1]["videos"] if v["kind"] == "single")
+    (raw / "good.mp4").write_bytes((demo[0] / good).read_bytes())
+    r = ingest.run(
+        IngestConfig(clip=clip_cfg, ingest=IngestParams()), raw, tmp_path / "out", tmp_path / "s.json"
+    )
+    rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet").set_index("source_path")
+    assert r.inputs == 3 and r.clips > 0
+    for name in ("a.mp4", "b.mp4"):
+        assert rejects.loc[name, ["stage", "reason"]].tolist() == ["fetch", "symlink_loop"]
+        assert "loop" in rejects.loc[name, "detail"].lower()

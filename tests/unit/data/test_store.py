@@ -1,8 +1,21 @@
+"""The clip store: encoded clips with JSON metadata in tar shards, restarts that say why, old formats
+refused and rebuilt."""
+
 from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
 
 from reelforge.config import IngestConfig, IngestParams
 from reelforge.data import ingest
-from reelforge.data.store import load_clips
+from reelforge.data.store import OldStoreFormat, load_clips, read_manifest
+from reelforge.data.video import decode_bytes, encode_mp4, psnr_db
 
 
 def test_changed_clip_settings_restart_the_store(demo, clip_cfg, tmp_path):
@@ -12,3 +25,82 @@ def test_changed_clip_settings_restart_the_store(demo, clip_cfg, tmp_path):
     r = ingest.run(IngestConfig(clip=smaller, ingest=IngestParams()), demo[0], out, tmp_path / "s.json")
     assert r.summary["store_restarted"] and r.summary["inputs_processed_this_run"] == r.inputs
     assert {c.shape[1] for c in load_clips(out).values()} == {16}
+
+
+def test_changed_settings_name_what_changed(demo, clip_cfg, tmp_path):
+    out = tmp_path / "clips"
+    ingest.run(IngestConfig(clip=clip_cfg, ingest=IngestParams()), demo[0], out, tmp_path / "s.json")
+    r = ingest.run(
+        IngestConfig(clip=clip_cfg, ingest=IngestParams(crf=23)), demo[0], out, tmp_path / "s.json"
+    )
+    assert r.summary["store_restarted"] and r.summary["store_restart_reason"].endswith("changed: crf")
+
+
+def test_shards_hold_encoded_clips_and_their_metadata(ingested, clip_cfg):
+    manifest = read_manifest(ingested).set_index("clip_id")
+    members: dict[str, dict[str, bytes]] = {}
+    for shard in manifest.shard.unique():
+        with tarfile.open(ingested / shard) as tar:
+            for m in tar:
+                clip_id, _, suffix = m.name.rpartition(".")
+                members.setdefault(clip_id, {})[suffix] = tar.extractfile(m).read()
+    assert set(members) == set(manifest.index) and {frozenset(v) for v in members.values()} == {
+        frozenset({"mp4", "json"})
+    }
+    for clip_id, m in members.items():
+        meta, row = json.loads(m["json"]), manifest.loc[clip_id]
+        assert meta["codec"] == "h264" and meta["source_path"] == row.source_path
+        assert (meta["width"], meta["height"], meta["num_frames"]) == (clip_cfg.size, clip_cfg.size, 16)
+        assert len(m["mp4"]) == row.encoded_bytes
+        assert decode_bytes(m["mp4"]).shape == (16, clip_cfg.size, clip_cfg.size, 3)
+    raw = clip_cfg.num_frames * clip_cfg.size**2 * 3
+    assert manifest.psnr_db.min() >= 38 and raw / manifest.encoded_bytes.median() >= 10
+    summary = json.loads((ingested.parent / "ingest.json").read_text())["storage"]
+    assert summary["codec"] == "h264" and summary["raw_bytes_per_clip"] == raw
+    assert summary["psnr_db_min"] == manifest.psnr_db.min()
+
+
+def test_a_store_in_the_old_npy_format_is_refused_then_rebuilt(demo, clip_cfg, tmp_path):
+    out = tmp_path / "clips"
+    (out / "shards").mkdir(parents=True)
+    (out / "ledger").mkdir()
+    with tarfile.open(out / "shards" / "000000.tar", "w") as tar:  # what the old writer produced
+        buf = io.BytesIO()
+        np.save(buf, np.zeros((16, 32, 32, 3), np.uint8))
+        info = tarfile.TarInfo("abc.npy")
+        info.size = buf.tell()
+        buf.seek(0)
+        tar.addfile(info, buf)
+    pd.DataFrame({"clip_id": ["abc"], "shard": ["shards/000000.tar"]}).to_parquet(out / "manifest.parquet")
+    (out / "store.json").write_text(json.dumps({"clip": clip_cfg.model_dump()}))
+    with pytest.raises(OldStoreFormat, match="npy.*dvc repro ingest"):
+        load_clips(out)
+    r = ingest.run(IngestConfig(clip=clip_cfg, ingest=IngestParams()), demo[0], out, tmp_path / "s.json")
+    assert r.summary["store_restarted"] and "npy" in r.summary["store_restart_reason"]
+    assert len(load_clips(out)) == r.clips > 0
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "preset", "floor_db"),
+    [
+        ("h264", "yuv444p", "medium", 38),
+        ("h264", "yuv420p", "medium", 28),
+        ("hevc", "yuv444p", "fast", 38),
+        ("vp9", "yuv444p", "4", 38),
+        ("av1", "yuv420p", "8", 28),
+    ],  # fmt: skip
+)
+def test_each_codec_round_trips_a_demo_clip(ingested, codec, pix_fmt, preset, floor_db):
+    frames = next(iter(load_clips(ingested).values()))
+    p = IngestParams(codec=codec, pix_fmt=pix_fmt, preset=preset, crf=18 if codec in ("h264", "hevc") else 24)
+    back = decode_bytes(encode_mp4(frames, 8, p.crf, p.codec, p.pix_fmt, p.preset))
+    assert back.shape == frames.shape and psnr_db(back, frames) >= floor_db
+
+
+def test_encoder_settings_that_cannot_work_are_refused_by_key():
+    with pytest.raises(ValidationError, match="ingest.preset='fast': vp9 takes a number 0-8"):
+        IngestParams(codec="vp9", preset="fast")
+    with pytest.raises(ValidationError, match="SVT-AV1 encodes yuv420p only"):
+        IngestParams(codec="av1", preset="8", pix_fmt="yuv444p")
+    with pytest.raises(ValidationError, match="ingest.crf=60: h264 takes 0-51"):
+        IngestParams(crf=60)
