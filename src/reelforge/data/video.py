@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation
+from av.video.reformatter import Interpolation, VideoReformatter
 from PIL import Image
 
 VIDEO_EXTENSIONS = {
@@ -238,6 +238,11 @@ def encode_gif(frames: np.ndarray, fps: float, scale: int = 1) -> bytes:
 
 
 def decode_bytes(data: bytes) -> np.ndarray:
-    """Encoded video bytes -> (T, H, W, 3) uint8."""
+    """Encoded video bytes -> (T, H, W, 3) uint8. One decoder thread (parallelism comes from processes:
+    ingest and loader workers) and one colour converter for all frames: `frame.to_ndarray(format=...)`
+    builds a converter per frame, which made a 16-frame 64x64 clip 7x slower to read."""
+    rgb = VideoReformatter()
     with av.open(io.BytesIO(data)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        return np.stack([rgb.reformat(f, format="rgb24").to_ndarray() for f in container.decode(stream)])
