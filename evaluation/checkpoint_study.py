@@ -92,7 +92,7 @@ def main() -> None:
 
     # The train stage's side: data, model, pipeline, module, batch stream, trainer (no logger).
     autoencoder = Autoencoder(train.vae_path)
-    data = load_data(train, cfg.clip, clips_dir, Path(args.captions), autoencoder, None)
+    data = load_data(train, cfg.clip, cfg.read, clips_dir, Path(args.captions), autoencoder, None)
     model = build_model(train, data)
     pipeline = TextToVideoPipeline(
         model, data.tokenizer, autoencoder, cfg.scheduler, cfg.clip.fps, cfg.clip.num_frames,

@@ -128,6 +128,18 @@ class IngestParams(Section):
         return self
 
 
+class ReadParams(Section):
+    """How the stages after ingest read the clip store."""
+
+    max_unreadable: float = Field(
+        0.001,
+        ge=0,
+        lt=1,
+        description="Share of the clips a stage reads that may fail to decode: each is skipped and reported "
+        "by shard and member (the stage's metrics, the log). More fails the stage.",
+    )
+
+
 class CaptionParams(Section):
     steps: int = Field(400, ge=1, description="Captioner training steps.")
     batch_size: int = Field(32, ge=1)
@@ -438,6 +450,7 @@ class Params(Section):
 
     clip: ClipParams = Field(default_factory=ClipParams)
     ingest: IngestParams = Field(default_factory=IngestParams)
+    read: ReadParams = Field(default_factory=ReadParams)
     caption: CaptionParams = Field(default_factory=CaptionParams)
     scheduler: SchedulerParams = Field(default_factory=SchedulerParams)
     train: TrainParams = Field(default_factory=TrainParams)
@@ -489,10 +502,12 @@ class IngestConfig(StageConfig):
 
 class CaptionConfig(StageConfig):
     caption: CaptionParams = Field(default_factory=CaptionParams)
+    read: ReadParams = Field(default_factory=ReadParams)
 
 
 class TrainConfig(StageConfig):
     clip: ClipParams = Field(default_factory=ClipParams)
+    read: ReadParams = Field(default_factory=ReadParams)
     scheduler: SchedulerParams = Field(default_factory=SchedulerParams)
     train: TrainParams = Field(default_factory=TrainParams)
     sample: SampleParams = Field(default_factory=SampleParams)
@@ -518,6 +533,7 @@ class TrainConfig(StageConfig):
 
 class EvaluateConfig(StageConfig):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    read: ReadParams = Field(default_factory=ReadParams)
     registry: RegistryParams = Field(default_factory=RegistryParams)
 
 

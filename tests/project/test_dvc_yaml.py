@@ -44,7 +44,8 @@ def test_drift_of_each_kind_is_reported(tmp_path):
     problems = "\n".join(_problems(tmp_path, dvc))
     assert "promote: deps lack code the stage runs: ['src/reelforge/promote.py']" in problems
     assert (
-        "evaluate: params ['evaluate'] != the sections its config reads: ['evaluate', 'registry']" in problems
+        "evaluate: params ['evaluate', 'read'] != the sections its config reads: "
+        "['evaluate', 'read', 'registry']" in problems
     )
     assert "evaluate: cmd path evaluation/prompts.txt is neither a dep nor an out" in problems
     assert "caption: cmd flags ['--captioner-steps'] do not exist on `reelforge caption`" in problems

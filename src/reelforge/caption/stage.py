@@ -76,14 +76,15 @@ def run(
 ) -> CaptionResult:
     """Train the captioner on the clips with given captions; caption the rest; write `output_dir`."""
     manifest = read_manifest(clips_dir)
-    given = manifest[manifest.caption.notna()]
-    train_given = given[given.split == "train"]
-    if train_given.empty:
+    if manifest[manifest.caption.notna() & (manifest.split == "train")].empty:
         raise ValueError(
             f"no training clip in {clips_dir} has a caption; the captioner needs some clips with a caption "
             "sidecar (<video>.txt next to a single-shot video)"
         )
-    clips = load_clips(clips_dir)
+    clips = load_clips(clips_dir, max_unreadable=cfg.read.max_unreadable)
+    manifest = manifest[manifest.clip_id.isin(clips.keys())]  # an unreadable clip gets no caption
+    given = manifest[manifest.caption.notna()]
+    train_given = given[given.split == "train"]
 
     def stack(ids: pd.Series) -> np.ndarray:
         return np.stack([clips[c] for c in ids])
@@ -126,6 +127,6 @@ def run(
             ignore_index=True,
         )
         rows.to_parquet(out / CAPTIONS, index=False)
-    metrics.update(clips=len(rows), given=len(given), generated=len(generated))
+    metrics.update(clips=len(rows), given=len(given), generated=len(generated), unreadable=clips.unreadable)
     write_json_atomic(metrics_path, metrics)
     return CaptionResult(len(rows), len(given), len(generated), ref.name, metrics)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import tarfile
 from pathlib import Path
 
+import av
 import numpy as np
 import pandas as pd
 
@@ -27,6 +29,7 @@ SHARDS, LEDGER, STORE_JSON = "shards", "ledger", "store.json"
 # What a shard member is. Stores without it hold raw uint8 `.npy` clips (before 2026-11): ingest rebuilds
 # them, and readers refuse them rather than misread them.
 FORMAT = "encoded-mp4-v1"
+log = logging.getLogger(__name__)
 
 
 class OldStoreFormat(ValueError):
@@ -158,23 +161,61 @@ def check_format(clips_dir: str | Path) -> None:
         )
 
 
-def load_clips(clips_dir: str | Path, clip_ids: list[str] | None = None) -> dict[str, np.ndarray]:
-    """clip_id -> (T, H, W, 3) uint8, decoded, for the given ids (all when None)."""
+class Clips(dict):
+    """clip_id -> (T, H, W, 3) uint8 frames of the clips that decoded; `unreadable` lists the others, each
+    with its shard, member and error."""
+
+    def __init__(self, frames: dict[str, np.ndarray], unreadable: list[dict]):
+        super().__init__(frames)
+        self.unreadable = unreadable
+
+
+class UnreadableClips(ValueError):
+    """More clips failed to decode than the reading stage's budget (`read.max_unreadable`) allows."""
+
+
+def load_clips(
+    clips_dir: str | Path, clip_ids: list[str] | None = None, max_unreadable: float = 0.0
+) -> Clips:
+    """The given clips (all when None), decoded. A clip that fails to decode is skipped and reported by
+    shard and member, as long as at most `max_unreadable` of the requested clips fail; otherwise this
+    raises UnreadableClips, naming them."""
     clips_dir = Path(clips_dir)
     check_format(clips_dir)
     manifest = read_manifest(clips_dir)
     wanted = set(manifest.clip_id if clip_ids is None else clip_ids)
+    shapes = manifest.set_index("clip_id")[["num_frames", "height", "width"]]
     out: dict[str, np.ndarray] = {}
+    unreadable: list[dict] = []
     for shard in sorted(manifest[manifest.clip_id.isin(wanted)].shard.unique()):
         with tarfile.open(clips_dir / shard) as tar:
             for member in tar:
                 clip_id, _, suffix = member.name.rpartition(".")
-                if suffix == "mp4" and clip_id in wanted:
-                    out[clip_id] = decode_bytes(tar.extractfile(member).read())
-    missing = wanted - out.keys()
+                if suffix != "mp4" or clip_id not in wanted:
+                    continue
+                try:
+                    frames = decode_bytes(tar.extractfile(member).read())
+                    expected = (*shapes.loc[clip_id].astype(int), 3)
+                    if frames.shape != expected:
+                        raise ValueError(f"decoded {frames.shape}, the manifest says {expected}")
+                    out[clip_id] = frames
+                except (av.FFmpegError, ValueError) as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                    unreadable.append(
+                        {"clip_id": clip_id, "shard": shard, "member": member.name, "error": error}
+                    )
+    missing = wanted - out.keys() - {u["clip_id"] for u in unreadable}
     if missing:
         raise FileNotFoundError(f"{len(missing)} clips listed in the manifest are missing from the shards")
-    return out
+    for u in unreadable:
+        log.warning("skipped an unreadable clip: %s member %s: %s", u["shard"], u["member"], u["error"])
+    if len(unreadable) > max_unreadable * len(wanted):
+        listed = "; ".join(f"{u['shard']}:{u['member']} ({u['error']})" for u in unreadable[:5])
+        raise UnreadableClips(
+            f"{len(unreadable)} of {len(wanted)} clips in {clips_dir} failed to decode, more than "
+            f"read.max_unreadable={max_unreadable:g} allows: {listed}"
+        )
+    return Clips(out, unreadable)
 
 
 def _restart_reason(before: dict | None, now: dict) -> str | None:

@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 
 from reelforge.caption.captioner import read_captions
-from reelforge.config import EvaluateConfig, EvaluateParams
+from reelforge.config import EvaluateConfig, EvaluateParams, ReadParams
 from reelforge.data.store import load_clips, read_manifest
 from reelforge.evaluate.metrics import paired_fd_deltas, paired_mean_deltas
 from reelforge.evaluate.pixelcheck import GroundTruth, chance
@@ -54,7 +54,7 @@ def run(
     ex = Extractors.load(ev, captions_dir)
 
     # 1. The real set: validation clips (sources never seen in training), their own scores and floors.
-    real = _real_side(ev, ex, Path(clips_dir), captions_dir, ground_truth_path)
+    real = _real_side(ev, cfg.read, ex, Path(clips_dir), captions_dir, ground_truth_path)
 
     # 2. Every version generates the same prompts with the same seeds.
     prompts = read_prompts(prompts_path)
@@ -126,7 +126,7 @@ class _RealSide:
 
 
 def _real_side(
-    ev: EvaluateParams, ex: Extractors, clips_dir: Path, captions_dir: str | Path,
+    ev: EvaluateParams, read: ReadParams, ex: Extractors, clips_dir: Path, captions_dir: str | Path,
     ground_truth_path: str | Path | None,
 ) -> _RealSide:  # fmt: skip
     """The real validation clips' features, floors and own scores. Their clip-score baseline uses only the
@@ -137,7 +137,8 @@ def _real_side(
         raise ValueError(
             "evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos"
         )
-    clips = load_clips(clips_dir, list(val.clip_id))
+    clips = load_clips(clips_dir, list(val.clip_id), read.max_unreadable)
+    val = val[val.clip_id.isin(clips.keys())]
     videos = np.stack([clips[c] for c in val.clip_id])
     real = RealSet.of(ex, videos)
     captions = read_captions(captions_dir).set_index("clip_id")

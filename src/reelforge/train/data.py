@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from reelforge.caption.captioner import CAPTIONS, read_captions
-from reelforge.config import ClipParams, TrainParams
+from reelforge.config import ClipParams, ReadParams, TrainParams
 from reelforge.data.store import MANIFEST, load_clips, read_manifest
 from reelforge.files import dir_sha256, file_sha256
 from reelforge.model.autoencoder import Autoencoder
@@ -54,17 +54,19 @@ def _encode(autoencoder: Autoencoder, frames: np.ndarray, cache: Path | None, na
 def load_data(
     cfg: TrainParams,
     clip: ClipParams,
+    read: ReadParams,
     clips_dir: Path,
     captions_dir: Path,
     autoencoder: Autoencoder,
     cache: Path | None,
 ) -> TrainData:
+    clips = load_clips(clips_dir, max_unreadable=read.max_unreadable)
     manifest = read_manifest(clips_dir)
+    manifest = manifest[manifest.clip_id.isin(clips.keys())]
     captions = read_captions(captions_dir).set_index("clip_id").caption
     splits = {s: manifest[manifest.split == s] for s in ("train", "val")}
     if splits["train"].empty:
         raise ValueError(f"{clips_dir}/{MANIFEST} has no training clips")
-    clips = load_clips(clips_dir, list(manifest.clip_id))
     texts = {s: [captions[c] for c in df.clip_id] for s, df in splits.items()}
     if cfg.text_encoder_path:
         tokenizer = PretrainedTextEncoder.tokenizer(cfg.text_encoder_path, cfg.max_text_tokens)
@@ -75,6 +77,7 @@ def load_data(
         "data.captions_sha256": file_sha256(captions_dir / CAPTIONS),
         "model.text_encoder": cfg.text_encoder_path or "trained here (word-level tokenizer on the captions)",
         "model.vae": cfg.vae_path or "none (pixel space)",
+        "data.unreadable_clips": _listed(clips.unreadable),
     }
     if cfg.vae_path:
         identity["model.vae_sha256"] = dir_sha256(cfg.vae_path)
@@ -91,3 +94,9 @@ def load_data(
         tokenizer,
         identity,
     )
+
+
+def _listed(unreadable: list[dict]) -> str:
+    """The skipped clips, for the run's params: how many, and the first few by shard and member."""
+    first = ", ".join(f"{u['shard']}:{u['member']}" for u in unreadable[:5])
+    return f"{len(unreadable)}" + (f" ({first}{', ...' if len(unreadable) > 5 else ''})" if first else "")

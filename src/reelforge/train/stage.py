@@ -64,7 +64,7 @@ def run(
     # 1. Data in the training space (latents from the cache when there is an autoencoder), and the model.
     autoencoder = Autoencoder(train.vae_path)
     cache = Path(latent_cache) if latent_cache else None
-    data = load_data(train, cfg.clip, Path(clips_dir), Path(captions_dir), autoencoder, cache)
+    data = load_data(train, cfg.clip, cfg.read, Path(clips_dir), Path(captions_dir), autoencoder, cache)
     model = build_model(train, data)
     pipeline = TextToVideoPipeline(
         model, data.tokenizer, autoencoder, cfg.scheduler, cfg.clip.fps, cfg.clip.num_frames,

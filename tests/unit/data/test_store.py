@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from pydantic import ValidationError
 
 from reelforge.config import IngestConfig, IngestParams
 from reelforge.data import ingest
-from reelforge.data.store import OldStoreFormat, load_clips, read_manifest
+from reelforge.data.store import OldStoreFormat, UnreadableClips, load_clips, read_manifest
 from reelforge.data.video import decode_bytes, encode_mp4, psnr_db
 
 
@@ -104,3 +106,33 @@ def test_encoder_settings_that_cannot_work_are_refused_by_key():
         IngestParams(codec="av1", preset="8", pix_fmt="yuv444p")
     with pytest.raises(ValidationError, match="ingest.crf=60: h264 takes 0-51"):
         IngestParams(crf=60)
+
+
+def _damage(store: Path, how: str) -> str:
+    """Damage one clip's MP4 member in place; return its member name."""
+    shard = sorted((store / "shards").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    name = next(m.name for m, _ in members if m.name.endswith(".mp4"))
+    with tarfile.open(shard, "w") as tar:
+        for m, data in members:
+            if m.name == name:
+                data = b"\0" * len(data) if how == "zeros" else data[: len(data) // 2]
+                m.size = len(data)
+            tar.addfile(m, io.BytesIO(data))
+    return name
+
+
+@pytest.mark.parametrize("how", ["zeros", "truncated"])
+def test_an_unreadable_clip_is_named_and_skipped_within_the_budget(ingested, tmp_path, how):
+    store = tmp_path / "clips"
+    shutil.copytree(ingested, store)
+    member = _damage(store, how)
+    n = len(read_manifest(store))
+    with pytest.raises(
+        UnreadableClips, match=rf"1 of {n} clips .* read.max_unreadable=0 .*000000.tar:{member}"
+    ):
+        load_clips(store)
+    clips = load_clips(store, max_unreadable=1 / n)
+    assert len(clips) == n - 1 and member.removesuffix(".mp4") not in clips
+    assert [(u["shard"], u["member"]) for u in clips.unreadable] == [("shards/000000.tar", member)]
