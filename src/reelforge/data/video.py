@@ -203,6 +203,7 @@ def encode_mp4(
     """(T, H, W, 3) uint8 -> MP4 bytes (H and W must be even for yuv420p). The defaults play everywhere;
     the clip store passes params' ingest.codec, crf, preset and pix_fmt."""
     encoder, speed = ENCODERS[codec]
+    encoder = "libx264rgb" if pix_fmt == "rgb24" else encoder  # x264's RGB mode (h264 only)
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
         stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1000))
