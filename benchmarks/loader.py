@@ -136,9 +136,10 @@ def main() -> None:
         nargs="+",
         default=[
             f"{default.codec}:{default.pix_fmt}:{default.crf}:{default.preset}",
-            "h264:yuv420p:18:medium",
+            "h264:yuv444p:16:medium",
+            "h264:yuv420p:16:medium",
         ],
-        help="codec:pix_fmt:crf:preset; the first is params' default",
+        help="codec:pix_fmt:crf:preset; the first is params' default (lossless), the second for scale",
     )
     ap.add_argument("--content", nargs="+", default=list(CONTENT), choices=list(CONTENT))
     ap.add_argument("--clips", type=int, default=3, help="clips per cell (medians over them)")
