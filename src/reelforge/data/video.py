@@ -189,7 +189,8 @@ ENCODERS = {
     "vp9": ("libvpx-vp9", "cpu-used"),
     "av1": ("libsvtav1", "preset"),
 }
-QUIET = {"hevc": {"x265-params": "log-level=error"}, "vp9": {"b": "0", "deadline": "good"}}
+# beyond crf and the preset: x265 logs only errors; vp9 needs b=0 for crf to mean constant quality
+EXTRA_OPTIONS = {"hevc": {"x265-params": "log-level=error"}, "vp9": {"b": "0", "deadline": "good"}}
 
 
 def encode_mp4(
@@ -209,7 +210,7 @@ def encode_mp4(
         stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt
-        stream.options = {"crf": str(crf), speed: str(preset), **QUIET.get(codec, {})}
+        stream.options = {"crf": str(crf), speed: str(preset), **EXTRA_OPTIONS.get(codec, {})}
         for rgb in frames:
             for packet in stream.encode(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
