@@ -71,8 +71,9 @@ def _setup(args, device):
     return cfg, model, BatchStream(x, ids, args.batch, seed=0, rank=0, world=1, start=0)
 
 
-def plain_loop(args, device, steps: int) -> list[float]:
-    """What the Lightning module does, written out by hand."""
+def plain_loop(args, device, steps: int, loader: DataLoader | None = None) -> list[float]:
+    """What the Lightning module does, written out by hand; batches from `loader` when given (else random
+    tensors in memory)."""
     cfg, model, stream = _setup(args, device)
     model.to(device).train()
     if cfg.gradient_checkpointing:
@@ -84,7 +85,7 @@ def plain_loop(args, device, steps: int) -> list[float]:
     ema = EMA(model, cfg.ema_decay).to(device)
     null = torch.zeros(1, TEXT_LEN, dtype=torch.long, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed")
-    times, batches = [], iter(DataLoader(stream, batch_size=None))
+    times, batches = [], iter(DataLoader(stream, batch_size=None) if loader is None else loader)
     _sync(device)
     last = time.perf_counter()
     for step in range(steps):

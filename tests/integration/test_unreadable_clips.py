@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from reelforge.caption import stage as caption
 from reelforge.caption.captioner import read_captions
@@ -14,6 +15,7 @@ from reelforge.config import CaptionConfig, CaptionParams, ClipParams, ReadParam
 from reelforge.data.store import UnreadableClips, read_manifest
 from reelforge.model.autoencoder import Autoencoder
 from reelforge.train.data import load_data
+from reelforge.train.module import BatchStream
 from tests.unit.data.test_store import _damage
 
 
@@ -38,5 +40,29 @@ def test_caption_and_train_skip_a_damaged_clip_and_say_which(ingested, tmp_path)
     data = load_data(
         TrainParams(), ClipParams(), budget, store, tmp_path / "captions", Autoencoder(None), None
     )
-    assert len(data.train_x) + len(data.val_x) == n - 1
-    assert data.identity["data.unreadable_clips"] == f"1 (shards/000000.tar:{member})"
+    assert len(data.train_x) + len(data.val_x) == n - 1  # the clip without a caption is not trained on
+
+
+def test_training_streams_past_a_clip_damaged_after_captioning_within_the_budget(ingested, tmp_path):
+    """Training decodes clips as it goes: a clip that fails then is named, replaced in its batch (batches
+    keep their size), and past the budget the stream stops with the member's name."""
+    cfg = CaptionConfig(caption=CaptionParams(steps=5))
+    caption.run(cfg, ingested, tmp_path / "captions", tmp_path / "c.json")  # every clip captioned
+    store = tmp_path / "clips"
+    shutil.copytree(ingested, store)
+    member = _damage(store, "truncated")
+    n_train = int((read_manifest(store).split == "train").sum())
+
+    def one_epoch(budget: float) -> tuple[list[torch.Tensor], list[dict]]:
+        data = load_data(
+            TrainParams(), ClipParams(), ReadParams(max_unreadable=budget), store, tmp_path / "captions",
+            Autoencoder(None), None,
+        )  # fmt: skip
+        stream = iter(BatchStream(data.train_x, data.train_ids, 4, seed=0, rank=0, world=1, start=0))
+        batches = [next(stream)[0] for _ in range(-(-n_train // 4))]
+        return batches, data.train_x.stored.unreadable
+
+    batches, unreadable = one_epoch(budget=0.5)
+    assert [u["member"] for u in unreadable] == [member] and {len(b) for b in batches} == {4}
+    with pytest.raises(UnreadableClips, match=f"1 of {n_train} clips .*max_unreadable=0 .*{member}"):
+        one_epoch(budget=0)

@@ -81,7 +81,7 @@ def run(
             f"no training clip in {clips_dir} has a caption; the captioner needs some clips with a caption "
             "sidecar (<video>.txt next to a single-shot video)"
         )
-    clips = load_clips(clips_dir, max_unreadable=cfg.read.max_unreadable)
+    clips = load_clips(clips_dir, None, cfg.read.max_unreadable, cfg.read.shards_url)
     manifest = manifest[manifest.clip_id.isin(clips.keys())]  # an unreadable clip gets no caption
     given = manifest[manifest.caption.notna()]
     train_given = given[given.split == "train"]

@@ -36,7 +36,7 @@ REJECT_COLUMNS = ["source_path", "stage", "reason", "detail", "start_s", "end_s"
                   "brightness", "contrast"]  # fmt: skip
 SOURCE_COLUMNS = ["source_path", "outcome", "clips", "reason", "sha256", "size_bytes"]
 CLIP_COLUMNS = ["clip_id", "source_path", "start_s", "end_s", "split", "shard", "caption", "width", "height",
-                "num_frames", "fps", "duration_s", "encoded_bytes", "psnr_db"]  # fmt: skip
+                "num_frames", "fps", "duration_s", "member_offset", "encoded_bytes", "psnr_db"]  # fmt: skip
 # What each clip's JSON member in its shard says, beside the manifest row.
 SHARD_META = [
     "clip_id",

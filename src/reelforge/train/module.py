@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
-from torch.utils.data import IterableDataset
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from reelforge.config import TrainParams
 from reelforge.model.backbone import TextToVideoModel
@@ -29,15 +30,23 @@ def step_generator(seed: int, index: int, device: torch.device) -> torch.Generat
     return torch.Generator(device=device).manual_seed(state)
 
 
+class Samples(Protocol):
+    """What the data streams index by a batch of sample indices: a tensor, or what is read on demand
+    (`reelforge.train.data.StreamedPixels`, `TokenizedCaptions`)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor: ...
+
+
 class BatchStream(IterableDataset):
-    """Endless micro-batches from in-memory tensors: epoch e visits a permutation seeded by (seed, e).
+    """Endless micro-batches: epoch e visits a permutation seeded by (seed, e).
 
     Rank r of W takes global micro-batch g = k * W + r for its k-th batch, i.e. sample positions
-    [g * B, (g + 1) * B) of the endless permuted sequence; it starts at k = `start` (resume)."""
+    [g * B, (g + 1) * B) of the endless permuted sequence; it starts at k = `start` (resume). In a
+    DataLoader with n workers, worker w builds k = start + w, start + w + n, ...: the loader's in-order
+    round robin hands them over as k = start, start + 1, ..., the same batches as with no workers."""
 
-    def __init__(
-        self, x: torch.Tensor, ids: torch.Tensor, batch: int, seed: int, rank: int, world: int, start: int
-    ):
+    def __init__(self, x: Samples, ids: Samples, batch: int, seed: int, rank: int, world: int, start: int):
         self.x, self.ids = x, ids  # (N, T, C, H, W), (N, L)
         self.batch, self.seed, self.rank, self.world, self.start = batch, seed, rank, world, start
 
@@ -51,12 +60,27 @@ class BatchStream(IterableDataset):
         return out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        k = self.start
+        worker = get_worker_info()
+        k, step = (self.start, 1) if worker is None else (self.start + worker.id, worker.num_workers)
         while True:
             g = k * self.world + self.rank
             idx = torch.from_numpy(self.indices(g))
             yield self.x[idx], self.ids[idx], g
-            k += 1
+            k += step
+
+
+class Batches(Dataset):
+    """Map-style access to `x` and `ids` by a list of indices, for a BatchSampler: validation batches."""
+
+    def __init__(self, x: Samples, ids: Samples):
+        self.x, self.ids = x, ids
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        i = torch.tensor(idx)
+        return self.x[i], self.ids[i]
 
 
 class EMA(nn.Module):

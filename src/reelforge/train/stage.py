@@ -17,7 +17,7 @@ import mlflow
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.strategies import FSDPStrategy
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from reelforge.config import TrainConfig, TrainParams
 from reelforge.files import atomic_dir
@@ -29,7 +29,7 @@ from reelforge.registry.lineage import dvc_lineage, git_commit
 from reelforge.registry.models import Registration, log_and_register
 from reelforge.registry.tracking import run_tags, setup
 from reelforge.train.data import TrainData, load_data
-from reelforge.train.module import BatchStream, TextToVideoModule
+from reelforge.train.module import Batches, BatchStream, TextToVideoModule
 from reelforge.train.resume import ResumePoint, resume_point, run_key, start_fresh, weights_sha
 from reelforge.train.trainer import build_model, callbacks, make_trainer
 
@@ -123,15 +123,22 @@ def _unsharded(trainer: L.Trainer, train: TrainParams, data: TrainData) -> TextT
 def _loaders(
     train: TrainParams, data: TrainData, trainer: L.Trainer, resume: ResumePoint
 ) -> tuple[DataLoader, DataLoader | None]:
-    """The endless step-indexed training stream of this rank, from the resumed step; validation batches."""
+    """The endless step-indexed training stream of this rank, from the resumed step; validation batches.
+    Both decode in `loader_workers` worker processes (none: in this process)."""
     stream = BatchStream(
         data.train_x, data.train_ids, train.micro_batch, train.seed, trainer.global_rank,
         trainer.world_size, start=resume.step * train.accumulate_grad_batches,
     )  # fmt: skip
+    workers = {
+        "num_workers": train.loader_workers,
+        "persistent_workers": train.loader_workers > 0,
+        "pin_memory": train.accelerator != "cpu" and torch.cuda.is_available(),
+    }
     val = None
     if data.val_x is not None:
-        val = DataLoader(TensorDataset(data.val_x, data.val_ids), batch_size=train.micro_batch)
-    return DataLoader(stream, batch_size=None), val
+        batches = BatchSampler(SequentialSampler(range(len(data.val_x))), train.micro_batch, drop_last=False)
+        val = DataLoader(Batches(data.val_x, data.val_ids), batch_size=None, sampler=batches, **workers)
+    return DataLoader(stream, batch_size=None, **workers), val
 
 
 def _open_run(

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from reelforge.config import IngestConfig, IngestParams
 from reelforge.data import ingest
-from reelforge.data.store import OldStoreFormat, UnreadableClips, load_clips, read_manifest
+from reelforge.data.store import OldStoreFormat, StoredClips, UnreadableClips, load_clips, read_manifest
 from reelforge.data.video import decode_bytes, encode_mp4, psnr_db
 
 
@@ -46,6 +46,10 @@ def test_shards_hold_encoded_clips_and_their_metadata(ingested, clip_cfg):
             for m in tar:
                 clip_id, _, suffix = m.name.rpartition(".")
                 members.setdefault(clip_id, {})[suffix] = tar.extractfile(m).read()
+                if suffix == "mp4":  # the manifest's byte range is the member's, as tar itself reads it
+                    assert (m.offset_data, m.size) == tuple(
+                        manifest.loc[clip_id, ["member_offset", "encoded_bytes"]]
+                    )
     assert set(members) == set(manifest.index) and {frozenset(v) for v in members.values()} == {
         frozenset({"mp4", "json"})
     }
@@ -83,6 +87,26 @@ def test_a_store_in_the_old_npy_format_is_refused_then_rebuilt(demo, clip_cfg, t
     assert len(load_clips(out)) == r.clips > 0
 
 
+def test_a_store_without_byte_ranges_is_refused(ingested, tmp_path):
+    out = tmp_path / "clips"
+    shutil.copytree(ingested, out)
+    settings = json.loads((out / "store.json").read_text())
+    (out / "store.json").write_text(json.dumps({**settings, "format": "encoded-mp4-v1"}))
+    with pytest.raises(OldStoreFormat, match="format encoded-mp4-v1, not encoded-mp4-v2: rebuild it"):
+        StoredClips(out)
+
+
+def test_clips_read_by_byte_range_from_a_url_are_the_frames_ingest_cut(ingested, tmp_path):
+    """Shards copied elsewhere and read through an fsspec URL (`read.shards_url`) give the same frames."""
+    copy = tmp_path / "bucket" / "clips"
+    shutil.copytree(ingested / "shards", copy / "shards")
+    local = load_clips(ingested)
+    stored = StoredClips(ingested, list(local), url=f"file://{copy}")
+    for i, clip_id in enumerate(stored.clip_ids):
+        assert np.array_equal(stored.frames(i), local[clip_id])
+    assert psnr_db(stored.frames(0), local[stored.clip_ids[0]]) == 100  # lossless: bit for bit
+
+
 @pytest.mark.parametrize(
     ("codec", "pix_fmt", "preset", "floor_db"),
     [
@@ -114,18 +138,16 @@ def test_encoder_settings_that_cannot_work_are_refused_by_key():
 
 
 def _damage(store: Path, how: str) -> str:
-    """Damage one clip's MP4 member in place; return its member name."""
-    shard = sorted((store / "shards").glob("*.tar"))[0]
-    with tarfile.open(shard) as tar:
-        members = [(m, tar.extractfile(m).read()) for m in tar]
-    name = next(m.name for m, _ in members if m.name.endswith(".mp4"))
-    with tarfile.open(shard, "w") as tar:
-        for m, data in members:
-            if m.name == name:
-                data = b"\0" * len(data) if how == "zeros" else data[: len(data) // 2]
-                m.size = len(data)
-            tar.addfile(m, io.BytesIO(data))
-    return name
+    """Damage the first clip's MP4 member in place (zeroed, or its second half zeroed as by a copy cut
+    short); return its member name. Every other member keeps its bytes and offsets."""
+    row = read_manifest(store).sort_values(["shard", "member_offset"]).iloc[0]
+    start, size = int(row.member_offset), int(row.encoded_bytes)
+    if how == "truncated":
+        start, size = start + size // 2, size - size // 2
+    with open(store / row.shard, "r+b") as f:
+        f.seek(start)
+        f.write(b"\0" * size)
+    return f"{row.clip_id}.mp4"
 
 
 @pytest.mark.parametrize("how", ["zeros", "truncated"])

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from reelforge.config import TrainParams
 from reelforge.train.module import EMA, BatchStream, lr_lambda
@@ -27,6 +28,18 @@ def test_batch_stream_position_is_a_function_of_the_step_alone():
     assert _stream_batches(world=1, per_rank=4, steps=range(3), start=3) == single[3:]  # resume
     epochs = _stream_batches(world=1, per_rank=10, steps=range(2))  # 2 epochs of 10 samples
     assert epochs[0] == epochs[1] == list(range(10))  # each epoch visits every sample once
+
+
+def test_dataloader_workers_hand_over_the_same_batches_in_the_same_order():
+    x, ids = torch.arange(40).view(40, 1).float(), torch.arange(40).view(40, 1)
+
+    def batches(workers: int, start: int) -> list[tuple[list[int], int]]:
+        stream = BatchStream(x, ids, 3, seed=1, rank=1, world=2, start=start)
+        loader = iter(DataLoader(stream, batch_size=None, num_workers=workers))
+        return [(b[1].flatten().tolist(), int(b[2])) for b in (next(loader) for _ in range(7))]
+
+    assert batches(workers=2, start=4) == batches(workers=0, start=4)
+    assert batches(workers=3, start=0)[4:] == batches(workers=0, start=4)[:3]  # resumed at step 4
 
 
 def test_ema_follows_the_closed_form_and_swaps_weights_in_and_out():
