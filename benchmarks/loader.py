@@ -77,6 +77,9 @@ def demo_world(rng: np.random.Generator, t: int, h: int, w: int) -> np.ndarray:
 
 
 CONTENT = {"textured": textured, "demo": demo_world}
+_P = IngestParams()
+DEFAULT_SETTING = f"{_P.codec}:{_P.pix_fmt}:{_P.crf}:{_P.preset}"  # params' (lossless)
+SCALE_SETTING = "h264:yuv444p:16:medium"  # what docs/data.md recommends at scale
 
 
 def _ms(fn) -> tuple[float, object]:
@@ -130,15 +133,10 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="+", default=["64x64", "256x256", "256x448"])
     ap.add_argument("--seconds", nargs="+", type=float, default=[2.0, 10.0])
     ap.add_argument("--fps", nargs="+", type=float, default=[8.0, 24.0])
-    default = IngestParams()
     ap.add_argument(
         "--settings",
         nargs="+",
-        default=[
-            f"{default.codec}:{default.pix_fmt}:{default.crf}:{default.preset}",
-            "h264:yuv444p:16:medium",
-            "h264:yuv420p:16:medium",
-        ],
+        default=[DEFAULT_SETTING, SCALE_SETTING, "h264:yuv420p:16:medium"],
         help="codec:pix_fmt:crf:preset; the first is params' default (lossless), the second for scale",
     )
     ap.add_argument("--content", nargs="+", default=list(CONTENT), choices=list(CONTENT))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from loader import CONTENT
+from loader import CONTENT, DEFAULT_SETTING, SCALE_SETTING
 from torch.utils.data import DataLoader
 from train_step import plain_loop
 
@@ -172,17 +172,11 @@ def peak_rss(args: argparse.Namespace, scratch: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = IngestParams()
     ap.add_argument("--shapes", nargs="*", default=["16x32x32", "16x256x256"])
     ap.add_argument(
-        "--settings",
-        nargs="+",
-        default=[
-            f"{default.codec}:{default.pix_fmt}:{default.crf}:{default.preset}",
-            "h264:yuv444p:16:medium",
-        ],
+        "--settings", nargs="+", default=[DEFAULT_SETTING, SCALE_SETTING],
         help="codec:pix_fmt:crf:preset; the first is params' default",
-    )
+    )  # fmt: skip
     ap.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--clips", type=int, default=256, help="clips per throughput store")
     ap.add_argument("--batch", type=int, default=16)

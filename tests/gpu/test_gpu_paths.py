@@ -1,5 +1,6 @@
 """The GPU paths the docs promise, run for real on a CUDA device (skipped without one): training with
-accelerator=gpu in bf16-mixed, with compile and gradient checkpointing, and under FSDP; sampling during
+accelerator=gpu in bf16-mixed, with compile and gradient checkpointing, under FSDP, and fed by DataLoader
+workers into pinned memory; sampling during
 training; a registered version loaded the way a `serve.profile: gpu` replica loads it."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def captions(ingested, tmp_path_factory):
     "launch",
     [
         {"precision": "bf16-mixed", "compile": True, "gradient_checkpointing": True, "model_size": "tiny"},
-        {"precision": "32", "model_size": "tiny"},
+        {"precision": "32", "model_size": "tiny", "loader_workers": 2},  # decoding workers, pinned memory
         {"precision": "bf16-mixed", "compile": True, "model_size": "tiny-conv"},
         {
             "precision": "bf16-mixed",

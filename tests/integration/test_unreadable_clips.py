@@ -53,16 +53,16 @@ def test_training_streams_past_a_clip_damaged_after_captioning_within_the_budget
     member = _damage(store, "truncated")
     n_train = int((read_manifest(store).split == "train").sum())
 
-    def one_epoch(budget: float) -> tuple[list[torch.Tensor], list[dict]]:
+    def two_epochs(budget: float) -> tuple[list[torch.Tensor], list[dict]]:
         data = load_data(
             TrainParams(), ClipParams(), ReadParams(max_unreadable=budget), store, tmp_path / "captions",
             Autoencoder(None), None,
         )  # fmt: skip
         stream = iter(BatchStream(data.train_x, data.train_ids, 4, seed=0, rank=0, world=1, start=0))
-        batches = [next(stream)[0] for _ in range(-(-n_train // 4))]
+        batches = [next(stream)[0] for _ in range(2 * -(-n_train // 4))]  # two epochs
         return batches, data.train_x.stored.unreadable
 
-    batches, unreadable = one_epoch(budget=0.5)
+    batches, unreadable = two_epochs(budget=1.5 / n_train)  # one clip: counted once, not once per epoch
     assert [u["member"] for u in unreadable] == [member] and {len(b) for b in batches} == {4}
     with pytest.raises(UnreadableClips, match=f"1 of {n_train} clips .*max_unreadable=0 .*{member}"):
-        one_epoch(budget=0)
+        two_epochs(budget=0)

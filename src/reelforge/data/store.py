@@ -186,8 +186,9 @@ class StoredClips:
 
     `url` is where the shards are read from: the store itself, or any fsspec URL holding a copy of its
     `shards/` (e.g. `s3://bucket/clips`). A clip that fails to decode is recorded in `unreadable`, named by
-    shard and member, and logged; once more than `max_unreadable` of the clips here have failed, reading
-    raises UnreadableClips. Picklable: each DataLoader worker opens its own filesystem handle."""
+    shard and member, and logged once; once more than `max_unreadable` of the clips here have failed, reading
+    raises UnreadableClips. Picklable: each DataLoader worker opens its own filesystem handle, and counts
+    the failures it meets against the budget itself."""
 
     def __init__(
         self,
@@ -208,6 +209,7 @@ class StoredClips:
         self.url = str(url or clips_dir).rstrip("/")
         self.max_unreadable = max_unreadable
         self.unreadable: list[dict] = []
+        self._failed: set[int] = set()  # each clip counts once, however many epochs meet it
         self._fs, self._pid = None, None
 
     def __len__(self) -> int:
@@ -226,6 +228,8 @@ class StoredClips:
     def frames(self, i: int, enforce_budget: bool = True) -> np.ndarray | None:
         """Clip i as (T, H, W, 3) uint8, or None when it does not decode to the manifest's shape (recorded
         in `unreadable`; past the budget this raises, unless `enforce_budget` is off)."""
+        if i in self._failed:
+            return None
         try:
             frames = decode_bytes(self.read(i))
             expected = (*self.shape[i], 3)
@@ -236,6 +240,7 @@ class StoredClips:
             error = f"{type(exc).__name__}: {exc}"[:300]
             u = {"clip_id": self.clip_ids[i], "shard": self.shard[i], "member": f"{self.clip_ids[i]}.mp4"}
             self.unreadable.append({**u, "error": error})
+            self._failed.add(i)
             log.warning("skipped an unreadable clip: %s member %s: %s", u["shard"], u["member"], error)
             if enforce_budget:
                 self.check_budget()
