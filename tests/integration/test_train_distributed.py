@@ -90,6 +90,8 @@ def test_two_process_ddp_on_cpu(ingested, captions, tmp_path):
     assert all(
         client.get_metric_history(runs[0].info.run_id, k) for k in ("mfu", "tokens_per_s", "grad_norm")
     )
+    waits = [m.value for m in client.get_metric_history(runs[0].info.run_id, "data_wait_frac")]
+    assert len(waits) == 12 and all(0 <= w < 1 for w in waits)
     history = client.get_metric_history(runs[0].info.run_id, "loss")
     assert sorted({m.step for m in history}) == list(range(12))
     assert client.get_metric_history(runs[0].info.run_id, "val_loss")

@@ -95,13 +95,17 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class StepMonitor(L.Callback):
-    """Per optimizer step: samples/s, tokens/s, MFU, peak memory; and a plain progress line every N steps
-    (readable through DVC and Prefect logs, where a redrawn bar is not)."""
+    """Per optimizer step: samples/s, tokens/s, MFU, peak memory, and `data_wait_frac`, the share of the
+    step's wall time spent between micro-batches (waiting for the loader, plus Lightning's own work: a
+    loader that keeps up leaves only the latter); and a plain progress line every N steps (readable through
+    DVC and Prefect logs, where a redrawn bar is not)."""
 
     def __init__(self, flops_per_sample: int, tokens_per_sample: int, print_every: int):
         self.flops_per_sample, self.tokens_per_sample = flops_per_sample, tokens_per_sample
         self.print_every = print_every
         self._last: tuple[int, float] | None = None
+        self._batch_end: float | None = None
+        self._wait = 0.0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         peak, source = device_peak(pl_module.device, trainer.precision)
@@ -123,29 +127,37 @@ class StepMonitor(L.Callback):
         self._last = (trainer.global_step, time.perf_counter())
         self.t0 = time.perf_counter()
 
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, batch_idx: int
+    ) -> None:
+        if self._batch_end is not None:  # the batch was fetched between the last end and now
+            self._wait += time.perf_counter() - self._batch_end
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object, batch_idx: int
     ) -> None:
         step, now = trainer.global_step, time.perf_counter()
+        self._batch_end = now
         last_step, last_t = self._last
         if step == last_step:  # a micro-batch inside gradient accumulation
             return
         samples = (step - last_step) * pl_module.cfg.batch_size
-        dt = now - last_t
-        self._last = (step, now)
+        dt, wait = now - last_t, self._wait
+        self._last, self._wait = (step, now), 0.0
         pl_module.log_dict(
             {
                 "samples_per_s": samples / dt,
                 "tokens_per_s": samples * self.tokens_per_sample / dt,
                 "mfu": samples * self.flops_per_sample / dt / self.peak_total,
                 "peak_memory_mb": peak_memory_mb(pl_module.device),
+                "data_wait_frac": wait / dt,
             }
         )
         if trainer.is_global_zero and (step % self.print_every == 0 or step == trainer.max_steps):
             m = trainer.callback_metrics
             print(
                 f"step {step}/{trainer.max_steps} loss {float(m.get('loss', float('nan'))):.4f} "
-                f"samples/s {samples / dt:.1f} elapsed {now - self.t0:.0f}s",
+                f"samples/s {samples / dt:.1f} data wait {wait / dt:.0%} elapsed {now - self.t0:.0f}s",
                 flush=True,
             )
 
