@@ -28,11 +28,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from reelforge.config import ClipParams, IngestConfig, IngestParams
+from reelforge.config import Bucket, ClipParams, IngestConfig, IngestParams
 from reelforge.data import ingest
 from reelforge.data.video import encode_mp4
 
-CLIP = ClipParams(fps=8, num_frames=16, size=64)
+CLIP = ClipParams(fps=8, buckets=[Bucket(width=64, height=64, num_frames=16)])
 
 
 def make_video(args: tuple[Path, int, int, int, float]) -> None:
@@ -194,7 +194,7 @@ def main() -> None:
         )
     shutil.rmtree(scratch, ignore_errors=True)
 
-    shape = f"{CLIP.num_frames} frames @ {CLIP.fps:g} fps, {CLIP.size}px"
+    shape = f"{CLIP.buckets[0].name} @ {CLIP.fps:g} fps"
     print(f"\n{args.videos} videos, {args.width}x{args.height}, {args.seconds:g} s, 30 fps, H.264; "
           f"clips {shape}; medians of {args.repeats} interleaved rounds")  # fmt: skip
     print("| workers | pyav decode v/s | ffmpeg null v/s | ingest v/s | per worker | clip-s/s | vs pyav "

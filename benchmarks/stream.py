@@ -59,8 +59,8 @@ def write_store(
     for i in range(n):
         part = part or store.next_part()
         clip_id, data = f"c{i:08d}", encoded[i % len(encoded)]
-        row = {"clip_id": clip_id, "split": "val" if i % 10 == 0 else "train", "num_frames": t, "height": h,
-               "width": w, "encoded_bytes": len(data)}  # fmt: skip
+        row = {"clip_id": clip_id, "split": "val" if i % 10 == 0 else "train", "bucket": f"{w}x{h}x{t}",
+               "num_frames": t, "height": h, "width": w, "encoded_bytes": len(data)}  # fmt: skip
         part.add_clip(row, data, {"clip_id": clip_id})
         if len(part.clips) == shard_max_clips:
             part.commit()

@@ -31,10 +31,9 @@ from reelforge.evaluate.pixelcheck import GroundTruth
 from reelforge.evaluate.scoring import Extractors, PixelCheck, RealSet, score_videos
 from reelforge.evaluate.stage import read_prompts
 from reelforge.model.autoencoder import Autoencoder
-from reelforge.model.pipeline import TextToVideoPipeline
 from reelforge.train.data import load_data
 from reelforge.train.module import BatchStream, TextToVideoModule
-from reelforge.train.trainer import build_model, make_trainer
+from reelforge.train.trainer import build_model, build_pipeline, make_trainer
 
 LEARNED = {  # metric -> sign that makes "better" larger
     "fvd_ref_floor_n": -1,
@@ -94,10 +93,7 @@ def main() -> None:
     autoencoder = Autoencoder(train.vae_path)
     data = load_data(train, cfg.clip, cfg.read, clips_dir, Path(args.captions), autoencoder, None)
     model = build_model(train, data)
-    pipeline = TextToVideoPipeline(
-        model, data.tokenizer, autoencoder, cfg.scheduler, cfg.clip.fps, cfg.clip.num_frames,
-        cfg.sample.steps, cfg.sample.guidance,
-    )  # fmt: skip
+    pipeline = build_pipeline(cfg, model, data, autoencoder)
     module = TextToVideoModule(model, pipeline.flow, train, data.tokenizer([""])[0])
 
     def score() -> dict:

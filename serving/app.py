@@ -64,6 +64,12 @@ class GenerateRequest(BaseModel):
     num_frames: int | None = Field(
         None, ge=2, le=LIMITS["max_num_frames"], description="Frames to generate (default: the model's)."
     )
+    width: int | None = Field(
+        None, ge=8, le=4096,
+        description="Width in pixels (default: the model's); width x height must be a size the model was "
+        "trained at (GET /v1/model lists them as `sizes`).",
+    )  # fmt: skip
+    height: int | None = Field(None, ge=8, le=4096, description="Height in pixels (default: the model's).")
     steps: int | None = Field(
         None, ge=1, le=LIMITS["max_steps"], description="Sampling steps (default: the model's)."
     )
@@ -238,8 +244,8 @@ def _encode(video, fps: float, fmt: str) -> bytes:  # noqa: ANN001
 
 
 def _batch_key(request: dict) -> str:
-    """Requests that can share one call of the model: the same frames, steps and guidance."""
-    return json.dumps([request["num_frames"], request["steps"], request["guidance"]])
+    """Requests that can share one call of the model: the same shape, steps and guidance."""
+    return json.dumps([request.get(k) for k in ("num_frames", "width", "height", "steps", "guidance")])
 
 
 @serve.deployment(name="generator")
@@ -287,7 +293,8 @@ class Generator:
                 "metrics": version_metrics(config["model_name"], config["version"]),
                 "num_frames": new.num_frames,
                 "fps": new.fps,
-                "resolution": [new.model.cfg.height, new.model.cfg.width],
+                "resolution": [new.height, new.width],  # the default
+                "sizes": [list(s) for s in new.sizes],  # (width, height) it may generate at
                 "device": str(next(new.model.parameters()).device),
                 "autocast": config.get("autocast"),
             }
@@ -357,12 +364,16 @@ class Generator:
         """Generate synchronously: for short requests. Long ones belong in POST /v1/videos. Concurrent
         compatible requests are sampled together (`serve.batch`, sized by the profile)."""
         self._admit(owner, request)
-        body = req.model_dump() | {"num_frames": self._check(req, self.pipeline)}
+        body = req.model_dump() | self._check(req, self.pipeline)
         data, version = await self._generate_batched(body)
         return Response(
             data,
             media_type=CONTENT_TYPES[req.format],
-            headers={"X-Model-Version": str(version), "X-Num-Frames": str(body["num_frames"])},
+            headers={
+                "X-Model-Version": str(version),
+                "X-Num-Frames": str(body["num_frames"]),
+                "X-Size": f"{body['width']}x{body['height']}",
+            },
         )
 
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)  # sized in reconfigure, from the profile
@@ -376,7 +387,7 @@ class Generator:
         """Queue a generation job: 202 with its id and a Location to poll. 503 with Retry-After when the
         queue is full."""
         self._admit(owner, request)
-        body = req.model_dump() | {"num_frames": self._check(req, self.pipeline)}
+        body = req.model_dump() | self._check(req, self.pipeline)
         try:
             job = self.store.submit(
                 body, owner, request.headers.get("x-request-id"), self.jobs_config["max_queued"],
@@ -460,7 +471,7 @@ class Generator:
             videos = pipeline.generate(
                 [requests[i]["prompt"] for i in members], [requests[i]["seed"] for i in members],
                 num_frames=first["num_frames"], steps=first["steps"], guidance=first["guidance"],
-                callback=progress,
+                callback=progress, width=first.get("width"), height=first.get("height"),  # older jobs: none
             )  # fmt: skip
             for i, video in zip(members, videos, strict=True):
                 out[i] = (_encode(video, pipeline.fps, requests[i]["format"]), requests[i]["format"])
@@ -470,15 +481,19 @@ class Generator:
                 self.job_seconds = 0.8 * self.job_seconds + 0.2 * seconds / len(members)
         return out
 
-    def _check(self, req: GenerateRequest, pipeline: TextToVideoPipeline | None) -> int:
-        """The frame count to generate. The schema holds the fixed limits; what depends on the served
-        model (its autoencoder's temporal compression) is a 422 here, in the same ErrorBody."""
+    def _check(self, req: GenerateRequest, pipeline: TextToVideoPipeline | None) -> dict:
+        """The frame count and size to generate. The schema holds the fixed limits; what depends on the
+        served model (its autoencoder's temporal compression, the sizes it was trained at) is a 422 here, in
+        the same ErrorBody."""
         if pipeline is None:
             raise HTTPException(503, "no model loaded yet")
         num_frames = req.num_frames or pipeline.num_frames
         if problem := pipeline.frames_problem(num_frames):
             _invalid("num_frames", problem)
-        return num_frames
+        width, height = req.width or pipeline.width, req.height or pipeline.height
+        if problem := pipeline.size_problem(width, height):
+            _invalid("width" if req.width else "height", problem)
+        return {"num_frames": num_frames, "width": width, "height": height}
 
 
 app = Generator.bind()

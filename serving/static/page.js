@@ -27,10 +27,14 @@ async function problem(response) {
 
 async function loadModel() {
   const r = await fetch("v1/model", { headers: headers() });
-  $("model").textContent = r.ok
-    ? (({ model_name, version, num_frames, resolution }) =>
-        `${model_name} v${version} · ${num_frames} frames · ${resolution.join("×")} px`)(await r.json())
-    : `model: ${r.status} ${await problem(r)}`;
+  if (!r.ok) {
+    $("model").textContent = `model: ${r.status} ${await problem(r)}`;
+    return;
+  }
+  const { model_name, version, num_frames, sizes } = await r.json();
+  $("model").textContent = `${model_name} v${version} · ${num_frames} frames`;
+  // The sizes the model was trained at (width x height), its default first.
+  $("size").replaceChildren(...sizes.map(([w, h]) => new Option(`${w}×${h}`, `${w}x${h}`)));
 }
 
 function number(id) {
@@ -47,6 +51,7 @@ async function generate(event) {
     prompt: $("prompt").value, seed: number("seed") ?? 0, steps: number("steps"),
     guidance: number("guidance"), num_frames: number("frames"), format: $("format").value,
   };
+  if ($("size").value) [body.width, body.height] = $("size").value.split("x").map(Number);
   try {
     const r = await fetch("v1/videos", { method: "POST", headers: headers(), body: JSON.stringify(body) });
     if (r.status !== 202) {

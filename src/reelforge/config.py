@@ -25,18 +25,49 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Bucket(Section):
+    """One shape clips are stored and trained at: width x height pixels, num_frames frames."""
+
+    width: int = Field(ge=8)
+    height: int = Field(ge=8)
+    num_frames: int = Field(ge=2)
+
+    @property
+    def name(self) -> str:
+        return f"{self.width}x{self.height}x{self.num_frames}"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
 class ClipParams(Section):
-    """The normalised clip every stage after ingest sees."""
+    """The normalised clips all stages after ingest see: one frame rate, a table of shapes (buckets)."""
 
     fps: float = Field(8.0, gt=0, description="Frame rate clips are resampled to.")
-    num_frames: int = Field(16, ge=2, description="Frames per clip; clip duration is num_frames / fps.")
-    size: int = Field(
-        32, ge=8, description="Clips are resized (short side) and centre-cropped to size x size."
+    buckets: list[Bucket] = Field(
+        default_factory=lambda: [Bucket(width=32, height=32, num_frames=16)],
+        min_length=1,
+        description="Clip shapes. Each source goes to the size (width x height) nearest its aspect ratio "
+        "that it covers, scaled and centre-cropped to it; a shot is cut into clips of that size's longest "
+        "frame count, and its remainder into the longest shorter count it fills (reelforge.data.buckets).",
     )
+
+    @model_validator(mode="after")
+    def _unique(self) -> ClipParams:
+        names = [b.name for b in self.buckets]
+        if len(set(names)) < len(names):
+            raise ValueError(f"clip.buckets: {names} has repeated entries")
+        return self
+
+    @property
+    def frame_counts(self) -> list[int]:
+        return sorted({b.num_frames for b in self.buckets})
 
     @property
     def duration_s(self) -> float:
-        return self.num_frames / self.fps
+        """The longest clip's duration."""
+        return max(self.frame_counts) / self.fps
 
 
 class IngestParams(Section):
@@ -489,10 +520,10 @@ class Params(Section):
     def _check(self) -> Params:
         problems = [p for cls in STAGE_CONFIGS for p in self.stage(cls).problems()]
         i3d = self.evaluate.i3d_path
-        if i3d and Path(i3d).is_file() and self.clip.num_frames < 10:
+        if i3d and Path(i3d).is_file() and min(self.clip.frame_counts) < 10:
             problems.append(
-                f"evaluate.i3d_path {i3d} is there but clip.num_frames < 10: I3D needs at least 10 frames "
-                "(16 is the standard FVD protocol); raise clip.num_frames"
+                f"evaluate.i3d_path {i3d} is there but a clip.buckets entry has fewer than 10 frames: I3D "
+                "needs at least 10 (16 is the standard FVD protocol); raise its num_frames"
             )
         if problems:
             raise ValueError("; ".join(problems))
@@ -538,19 +569,20 @@ class TrainConfig(StageConfig):
     def problems(self) -> list[str]:
         """Clips must split into whole patches of the named size (a pretrained backbone or autoencoder is
         checked against its own config.json when training starts: `reelforge.model.fit`)."""
-        train, size = self.train, self.clip.size
+        train = self.train
         if train.pretrained_path or train.vae_path:
             return []
         d = MODEL_SIZES[train.model_size]
         if d.backbone == "conv" and train.gradient_checkpointing:
             return [f"train.gradient_checkpointing: the conv backbone of {train.model_size!r} has none"]
         patch = d.spatial_multiple
-        if size % patch:
-            return [
-                f"clip.size {size} must be divisible by {patch} (the patch size, x 2 per conv level) of "
-                f"train.model_size {train.model_size!r}; use e.g. {max(patch, size // patch * patch)}"
-            ]
-        return []
+        return [
+            f"clip.buckets {b.name}: width and height must be divisible by {patch} (the patch size, x 2 per "
+            f"conv level) of train.model_size {train.model_size!r}; use e.g. "
+            f"{max(patch, b.width // patch * patch)}x{max(patch, b.height // patch * patch)}"
+            for b in self.clip.buckets
+            if b.width % patch or b.height % patch
+        ]
 
 
 class EvaluateConfig(StageConfig):

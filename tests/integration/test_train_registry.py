@@ -75,7 +75,7 @@ def test_latent_space_with_a_frozen_pretrained_text_encoder(ingested, tmp_path, 
     train.run(*args, tmp_path / "ckpt", cache)
     cached = sorted(cache.glob("latents-*.pt"))
     assert len(cached) == 2  # train and val splits
-    assert torch.load(cached[0]).shape[1:] == (16, 4, 16, 16)  # (T, latent channels, H/2, W/2)
+    assert torch.load(cached[0])["parts"][0].shape[1:] == (16, 4, 16, 16)  # (T, latent channels, H/2, W/2)
     mtimes = [p.stat().st_mtime_ns for p in cached]
     train.run(*args, tmp_path / "ckpt2", cache)
     assert [p.stat().st_mtime_ns for p in cached] == mtimes  # the second run read the cache

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def test_all_problems_reported_at_once(tmp_path):
     ("params", "message"),
     [
         ("train:\n  accelerator: cpu\n  precision: bf16-mixed\n", "bf16-mixed needs a GPU"),
-        ("clip:\n  num_frames: 8\nevaluate:\n  i3d_path: {tmp}/i3d.pt\n", "I3D needs at least 10 frames"),
+        (
+            "clip:\n  buckets: [{{width: 32, height: 32, num_frames: 8}}]\n"
+            "evaluate:\n  i3d_path: {tmp}/i3d.pt\n",
+            "I3D needs at least 10",
+        ),
     ],
 )
 def test_impossible_combinations_fail_at_startup_with_the_fix(tmp_path, params, message):
@@ -64,7 +69,14 @@ def _params(*overrides: str):
             "set train.sample_prompts to []",
         ),
         (["train.precision=bf16-mixed"], "train.precision must be '32' on accelerator 'cpu'"),
-        (["clip.size=30"], "clip.size 30 must be divisible by 8 (the patch size, x 2 per conv level) of"),
+        (
+            ["clip.buckets=[{width: 32, height: 30, num_frames: 16}]"],
+            "clip.buckets 32x30x16: width and height must be divisible by 8 (the patch size, x 2 per conv",
+        ),
+        (
+            ["clip.buckets=" + json.dumps([{"width": 32, "height": 32, "num_frames": 16}] * 2)],
+            "clip.buckets: ['32x32x16', '32x32x16'] has repeated entries",
+        ),
         (["train.model_size=huge"], "train.model_size 'huge' is unknown"),
     ],
 )

@@ -2,6 +2,10 @@
 
 Writes `captions.parquet` (clip_id, caption, caption_source given|model, captioner) and the frozen captioner
 (`captioner/`: config, weights, tokenizer) that evaluation reuses as its reference encoder.
+
+The captioner sees every clip at one shape, the most common clip shape of the store: clips of other buckets
+are resampled to it (evenly spaced frames, an antialiased bilinear resize), as video captioners take a fixed
+frame count and resolution. Its encoder pools over time and space, so evaluation can feed it any one shape.
 """
 
 from __future__ import annotations
@@ -71,6 +75,17 @@ def generate_captions(model_dir: Path, videos: np.ndarray, batch_size: int = 64)
     return out
 
 
+def resample(frames: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> `shape` (T', H', W', 3): evenly spaced frames, resized (antialiased bilinear).
+    A clip of that shape already is returned as it is."""
+    if frames.shape == shape:
+        return frames
+    t, h, w, _ = shape
+    x = torch.from_numpy(frames[np.linspace(0, len(frames) - 1, t).round().astype(int)]).permute(0, 3, 1, 2)
+    x = torch.nn.functional.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def run(
     cfg: CaptionConfig, clips_dir: str | Path, output_dir: str | Path, metrics_path: str | Path
 ) -> CaptionResult:
@@ -86,8 +101,11 @@ def run(
     given = manifest[manifest.caption.notna()]
     train_given = given[given.split == "train"]
 
+    shapes = pd.Series([clips[c].shape for c in manifest.clip_id])
+    shape = shapes.value_counts(sort=True).index[0] if len(shapes) else None  # the most common (T, H, W, 3)
+
     def stack(ids: pd.Series) -> np.ndarray:
-        return np.stack([clips[c] for c in ids])
+        return np.stack([resample(clips[c], shape) for c in ids])
 
     with atomic_dir(output_dir) as out:
         stats = train_captioner(

@@ -51,8 +51,8 @@ class Shot:
     caption: str
 
 
-def _shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+def _shape_mask(shape: str, cx: float, cy: float, r: float, width: int, height: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     if shape == "circle":
         return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
     if shape == "square":
@@ -61,20 +61,21 @@ def _shape_mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
     return (yy <= cy + r * 0.8) & (np.abs(xx - cx) <= (yy - (cy - r)) * 0.6)
 
 
-def render_shot(shot: Shot, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """(num_frames, HEIGHT, WIDTH, 3) uint8: the shape crosses about 60% of the frame in its direction."""
+def render_shot(
+    shot: Shot, num_frames: int, rng: np.random.Generator, width: int = WIDTH, height: int = HEIGHT
+) -> np.ndarray:
+    """(num_frames, height, width, 3) uint8: the shape crosses about 60% of the frame in its direction."""
     dx, dy = DIRECTIONS[shot.direction]
     r = 14.0
-    span_x, span_y = 0.6 * WIDTH, 0.6 * HEIGHT
-    cx0 = WIDTH / 2 - dx * span_x / 2 + (rng.uniform(-8, 8) if dx == 0 else 0)
-    cy0 = HEIGHT / 2 - dy * span_y / 2 + (rng.uniform(-8, 8) if dy == 0 else 0)
-    frames = np.empty((num_frames, HEIGHT, WIDTH, 3), np.uint8)
+    span_x, span_y = 0.6 * width, 0.6 * height
+    cx0 = width / 2 - dx * span_x / 2 + (rng.uniform(-8, 8) if dx == 0 else 0)
+    cy0 = height / 2 - dy * span_y / 2 + (rng.uniform(-8, 8) if dy == 0 else 0)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
     for i in range(num_frames):
         p = i / max(num_frames - 1, 1)
         frames[i] = BACKGROUNDS[shot.background]
-        frames[i][_shape_mask(shot.shape, cx0 + dx * span_x * p, cy0 + dy * span_y * p, r)] = COLORS[
-            shot.color
-        ]
+        mask = _shape_mask(shot.shape, cx0 + dx * span_x * p, cy0 + dy * span_y * p, r, width, height)
+        frames[i][mask] = COLORS[shot.color]
     return frames
 
 
@@ -113,17 +114,21 @@ def make_demo_data(
     seed: int = 0,
     multi_shot_fraction: float = 0.35,
     held_out: list[str] | None = None,
+    sizes: list[tuple[int, int]] | None = None,
 ) -> dict:
     """Write `videos` valid videos plus three broken files and ground_truth.json into out_dir. No shot
     shows an attribute combination of the `held_out` prompts (the evaluation prompts), so evaluation asks
-    for what training never saw."""
+    for what training never saw. Video i is sizes[i % len(sizes)] (width, height; default: WIDTH x HEIGHT
+    for all), so a demo set can hold landscape and portrait videos."""
     held = frozenset(p.strip().lower() for p in held_out or [])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     combos = Combos(rng, held)
     records = []
+    sizes = sizes or [(WIDTH, HEIGHT)]
     for i in range(videos):
+        width, height = sizes[i % len(sizes)]
         multi = rng.random() < multi_shot_fraction
         name = f"{'multi' if multi else 'single'}_{i:03d}.mp4"
         # Durations are whole frames so shot boundaries in the ground truth are exact.
@@ -132,7 +137,7 @@ def make_demo_data(
         for d in durations:
             n = _frames_for(d)
             shot = combos.shot(t, n / FPS, prev_bg)
-            chunks.append(render_shot(shot, n, rng))
+            chunks.append(render_shot(shot, n, rng, width, height))
             shots.append(shot)
             t, prev_bg = shot.end_s, shot.background
         (out / name).write_bytes(encode_mp4(np.concatenate(chunks), FPS, crf=20))
@@ -143,6 +148,8 @@ def make_demo_data(
             {
                 "file": name,
                 "kind": "multi" if multi else "single",
+                "width": width,
+                "height": height,
                 "caption_sidecar": caption,
                 "shots": [asdict(s) for s in shots],
             }

@@ -25,24 +25,27 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reelforge.config import ClipParams, IngestConfig, IngestParams
+from reelforge.data.buckets import choose_size, frame_counts, smallest
 from reelforge.data.quality import NearDuplicateIndex, scores, signature
 from reelforge.data.shots import ClipSampler, CutDetector
 from reelforge.data.sources import Source, SourceRejected, list_sources, local_copy
 from reelforge.data.store import MANIFEST, REJECTS, SOURCES, ClipStore
-from reelforge.data.video import Probe, VideoFile, decode_bytes, encode_mp4, psnr_db, thumbnail, to_rgb_square
+from reelforge.data.video import Probe, VideoFile, decode_bytes, encode_mp4, psnr_db, thumbnail, to_rgb
 from reelforge.files import file_sha256, write_json_atomic
 
 REJECT_COLUMNS = ["source_path", "stage", "reason", "detail", "start_s", "end_s", "duplicate_of", "motion",
                   "brightness", "contrast"]  # fmt: skip
 SOURCE_COLUMNS = ["source_path", "outcome", "clips", "reason", "sha256", "size_bytes"]
-CLIP_COLUMNS = ["clip_id", "source_path", "start_s", "end_s", "split", "shard", "caption", "width", "height",
-                "num_frames", "fps", "duration_s", "member_offset", "encoded_bytes", "psnr_db"]  # fmt: skip
+CLIP_COLUMNS = ["clip_id", "source_path", "start_s", "end_s", "split", "shard", "caption", "bucket",
+                "width", "height", "num_frames", "fps", "duration_s", "member_offset", "encoded_bytes",
+                "psnr_db"]  # fmt: skip
 # What each clip's JSON member in its shard says, beside the manifest row.
 SHARD_META = [
     "clip_id",
     "source_path",
     "start_s",
     "end_s",
+    "bucket",
     "width",
     "height",
     "num_frames",
@@ -110,10 +113,16 @@ def _decode_and_cut(
         if problem := _check_probe(info, cfg):
             out.rejects.append(_reject(source.uri, "probe", *problem))
             return
+        if (size := choose_size(info.width, info.height, clip.buckets)) is None:
+            detail = f"{info.width}x{info.height} is smaller than every clip.buckets size"
+            out.rejects.append(
+                _reject(source.uri, "probe", "smaller_than_buckets", f"{detail} ({smallest(clip.buckets)})")
+            )
+            return
+        width, height = size
+        counts = frame_counts(clip.buckets, size)
         detector = CutDetector(cfg.shot_threshold, cfg.cut_check_stride, thumbnail)
-        sampler = ClipSampler(
-            clip.num_frames, clip.fps, cfg.max_clips_per_shot, lambda f: to_rgb_square(f, clip.size)
-        )
+        sampler = ClipSampler(counts, clip.fps, cfg.max_clips_per_shot, lambda f: to_rgb(f, width, height))
         cut, times = [], []
         out.source["decoded_frames"] = 0
         for frame in video.frames():
@@ -148,12 +157,12 @@ def _decode_and_cut(
                 source.uri,
                 "cut",
                 "no_full_clip",
-                f"longest shot {sampler.longest_shot_s:.2f} s < clip {clip.duration_s:.2f} s "
-                "(clip.num_frames / clip.fps)",
+                f"longest shot {sampler.longest_shot_s:.2f} s < the shortest {width}x{height} clip, "
+                f"{counts[-1] / clip.fps:.2f} s (num_frames / clip.fps)",
             )
         )
     for c in cut:
-        frames = np.stack(c.frames)  # (T, S, S, 3)
+        frames = np.stack(c.frames)  # (T, H, W, 3)
         s = scores(frames)
         span = {"start_s": round(c.start_s, 4), "end_s": round(c.end_s, 4)}
         if problem := _check_scores(s, cfg):
@@ -164,11 +173,12 @@ def _decode_and_cut(
             "clip_id": hashlib.sha256(frames.tobytes()).hexdigest()[:16],  # content hash: deterministic
             "source_path": source.uri,
             **span,
-            "num_frames": clip.num_frames,
+            "bucket": f"{width}x{height}x{len(frames)}",
+            "num_frames": len(frames),
             "fps": clip.fps,
-            "duration_s": clip.duration_s,
-            "width": clip.size,
-            "height": clip.size,
+            "duration_s": round(len(frames) / clip.fps, 4),
+            "width": width,
+            "height": height,
             "encoded_bytes": len(data),
             "psnr_db": round(psnr_db(decode_bytes(data), frames), 2),  # what readers get vs what was cut
             **s,
@@ -285,7 +295,7 @@ def run(
     missing = {s.uri for s in sources} - set(done.source_path if len(done) else ())
     if missing:  # accounting is an invariant, not a hope
         raise RuntimeError(f"{len(missing)} inputs have neither clips nor a reject row, e.g. {min(missing)}")
-    summary = _summary(sources, todo, added, clips, rejects, done, clip, cfg, store)
+    summary = _summary(sources, todo, added, clips, rejects, done, cfg, store)
     write_json_atomic(summary_path, summary)
     return IngestResult(len(sources), len(clips), len(rejects), summary)
 
@@ -370,7 +380,6 @@ def _summary(
     clips: pd.DataFrame,
     rejects: pd.DataFrame,
     done: pd.DataFrame,
-    clip: ClipParams,
     cfg: IngestParams,
     store: ClipStore,
 ) -> dict:
@@ -385,29 +394,31 @@ def _summary(
         "rejects_by_reason": dict(Counter(rejects.reason)) if len(rejects) else {},
         "sources_by_outcome": dict(Counter(done.outcome)) if len(done) else {},
         "source_hours": round(float(done.get("decoded_s", 0).fillna(0).sum()) / 3600, 4) if len(done) else 0,
-        "clip_hours": round(n * clip.duration_s / 3600, 4),
+        "clip_hours": round(float(clips.duration_s.sum()) / 3600, 4) if n else 0,
+        "clips_by_bucket": dict(Counter(clips.bucket)) if n else {},
         "train_clips": int((clips.split == "train").sum()) if n else 0,
         "val_clips": int((clips.split == "val").sum()) if n else 0,
         "store_restarted": store.restarted,
         "store_restart_reason": store.restart_reason,
-        **_storage(clips, clip, cfg),
+        **_storage(clips, cfg),
         "uncommitted_files_removed": store.recovered,
     }
 
 
-def _storage(clips: pd.DataFrame, clip: ClipParams, cfg: IngestParams) -> dict:
+def _storage(clips: pd.DataFrame, cfg: IngestParams) -> dict:
     """What the encoded store costs and keeps: bytes per clip against raw uint8 frames, and the PSNR of what
     readers decode against the frames ingest cut."""
     settings = cfg.model_dump(include={"codec", "crf", "preset", "pix_fmt"})
     if not len(clips):
         return {"storage": settings}
-    raw, encoded = clip.num_frames * clip.size * clip.size * 3, float(clips.encoded_bytes.median())
+    raw = clips.num_frames * clips.width * clips.height * 3
+    encoded = float(clips.encoded_bytes.median())
     return {
         "storage": {
             **settings,
             "bytes_per_clip_median": int(encoded),
-            "raw_bytes_per_clip": raw,
-            "compression_ratio_median": round(raw / encoded, 1),
+            "raw_bytes_per_clip": int(raw.median()),
+            "compression_ratio_median": round(float((raw / clips.encoded_bytes).median()), 1),
             "psnr_db_median": round(float(clips.psnr_db.median()), 2),
             "psnr_db_min": round(float(clips.psnr_db.min()), 2),
         }

@@ -2,10 +2,11 @@
 
 Frames arrive in decode order. A hard cut is a jump in the mean absolute difference between consecutive
 YUV thumbnails (`ingest.shot_threshold`, 0-1); `CutDetector` finds them while thumbnailing only every
-`ingest.cut_check_stride`-th frame. Inside a shot, clips are `clip.num_frames` frames at
-`clip.fps`, laid end to end from the shot's start; each target time takes the latest source frame at or
-before it, which resamples any source rate, constant or variable. A clip is emitted only once the shot
-is known to last its full duration, so no clip ever spans a cut.
+`ingest.cut_check_stride`-th frame. Inside a shot, clips are the longest of the source's bucket frame
+counts at `clip.fps`, laid end to end from the shot's start (so a long shot is split), and the shot's
+remainder becomes one clip of the longest shorter count it fills; each target time takes the latest source
+frame at or before it, which resamples any source rate, constant or variable. A clip is emitted only once
+the shot is known to last its full duration, so no clip ever spans a cut.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class CutDetector:
 class Clip:
     start_s: float
     end_s: float
-    frames: list[np.ndarray]  # clip.num_frames arrays of (size, size, 3) uint8 (set when emitted)
+    frames: list[np.ndarray]  # arrays of (height, width, 3) uint8, one per frame (set when emitted)
 
 
 RAW_BUDGET = 64 * 2**20  # decoded frames held unconverted for clips not yet known to complete
@@ -91,10 +92,10 @@ class _Held:
 
 @dataclass
 class ClipSampler:
-    num_frames: int
+    frame_counts: list[int]  # the clip lengths a shot is cut into, longest first
     fps: float
     max_clips_per_shot: int
-    convert: Callable[[object], np.ndarray]  # decoded frame -> (size, size, 3) uint8
+    convert: Callable[[object], np.ndarray]  # decoded frame -> (height, width, 3) uint8
     shots: int = 0
     longest_shot_s: float = 0.0
     _shot_start: float = 0.0
@@ -102,6 +103,10 @@ class ClipSampler:
     _clips_in_shot: int = 0
     _building: list[_Held] = field(default_factory=list)
     _pending: Clip | None = None  # full of frames, waiting to learn that the shot lasts until its end
+
+    @property
+    def num_frames(self) -> int:
+        return self.frame_counts[0]
 
     @property
     def duration_s(self) -> float:
@@ -166,4 +171,11 @@ class ClipSampler:
             self._take_held()  # the shot's last frame serves the targets up to its end
         done = self._pending
         self._pending = None
-        return [self._emit(done)] if done is not None and done.end_s <= end_time + EPS else []
+        out = [self._emit(done)] if done is not None and done.end_s <= end_time + EPS else []
+        if self._building and self._clips_in_shot < self.max_clips_per_shot:  # the remainder: a shorter clip
+            start = self._shot_start + self._clips_in_shot * self.duration_s
+            fits = [n for n in self.frame_counts[1:] if start + n / self.fps <= end_time + EPS]
+            if fits and len(self._building) >= fits[0]:
+                out.append(self._emit(Clip(start, start + fits[0] / self.fps, self._building[: fits[0]])))
+        self._building = []
+        return out

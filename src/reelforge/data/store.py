@@ -29,8 +29,9 @@ REJECTS = "rejects.parquet"
 SOURCES = "sources.parquet"
 SHARDS, LEDGER, STORE_JSON = "shards", "ledger", "store.json"
 # What a shard member is and how the manifest finds it. Stores without a format hold raw uint8 `.npy` clips;
-# `encoded-mp4-v1` stores lack the manifest's `member_offset`. Ingest rebuilds both, readers refuse them.
-FORMAT = "encoded-mp4-v2"
+# `encoded-mp4-v1` stores lack the manifest's `member_offset`, v2 its `bucket`. Ingest rebuilds them, readers
+# refuse them.
+FORMAT = "encoded-mp4-v3"
 log = logging.getLogger(__name__)
 
 

@@ -118,34 +118,45 @@ def _plane_rows(plane: av.video.plane.VideoPlane) -> np.ndarray:
     return np.frombuffer(plane, np.uint8)[: plane.height * plane.line_size].reshape(plane.height, -1)
 
 
-def _centre_square(frame: av.VideoFrame, side: int) -> av.VideoFrame:
-    """A new planar-YUV frame holding the centre side x side square of `frame`. `side` and the offsets
-    are multiples of 4, so every chroma plane is cut on whole samples."""
-    square = av.VideoFrame(width=side, height=side, format=frame.format.name)
-    square.colorspace, square.color_range = frame.colorspace, frame.color_range
-    x0, y0 = (frame.width - side) // 8 * 4, (frame.height - side) // 8 * 4
+def crop_size(width: int, height: int, aspect: float) -> tuple[int, int]:
+    """The largest width x height rectangle of `aspect` (width / height) inside a width x height frame, both
+    sides rounded down to multiples of 4 (so every chroma plane is cut on whole samples)."""
+    if width / height > aspect:
+        return int(height * aspect) // 4 * 4, height // 4 * 4
+    return width // 4 * 4, int(width / aspect) // 4 * 4
+
+
+def _centre_crop(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """A new planar-YUV frame holding the centre width x height rectangle of `frame`. Sides and offsets are
+    multiples of 4, so every chroma plane is cut on whole samples."""
+    crop = av.VideoFrame(width=width, height=height, format=frame.format.name)
+    crop.colorspace, crop.color_range = frame.colorspace, frame.color_range
+    x0, y0 = (frame.width - width) // 8 * 4, (frame.height - height) // 8 * 4
     step = 2 if frame.format.components[0].bits > 8 else 1  # bytes per sample
-    for src, dst in zip(frame.planes, square.planes, strict=True):
-        sx, sy = side // dst.width, side // dst.height  # this plane's chroma subsampling
-        top, left, width = y0 // sy, x0 // sx * step, dst.width * step
-        _plane_rows(dst)[:, :width] = _plane_rows(src)[top : top + dst.height, left : left + width]
-    return square
+    for src, dst in zip(frame.planes, crop.planes, strict=True):
+        sx, sy = width // dst.width, height // dst.height  # this plane's chroma subsampling
+        top, left, row = y0 // sy, x0 // sx * step, dst.width * step
+        _plane_rows(dst)[:, :row] = _plane_rows(src)[top : top + dst.height, left : left + row]
+    return crop
 
 
-def to_rgb_square(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 as displayed: the centre square (side = short side) scaled to `size` by
-    swscale's area filter (SCALE_FLAGS), then rotated as the display matrix says.
+def to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8 as displayed: the centre of the frame with the target's aspect ratio (the
+    whole frame when the aspect ratios agree) scaled to width x height by swscale's area filter
+    (SCALE_FLAGS), then rotated as the display matrix says.
 
-    The square is cut from the planes before scaling: copying its samples costs far less than scaling the
+    The crop is cut from the planes before scaling: copying its samples costs far less than scaling the
     parts a crop would then drop (3x faster at 720p), and no full-size RGB array ever exists, so a 4K
     frame stays cheap. Formats that are not planar YUV (palettes, RGB, NV12) are made so first.
     threads=1: otherwise every call starts a thread pool for its fresh scaling context.
     """
     rotation = int(frame.rotation or 0) % 360
+    if rotation in (90, 270):  # the coded frame is the displayed one turned: crop and scale it turned
+        width, height = height, width
     if not _planar_yuv(frame.format):
         frame = frame.reformat(format="yuv444p", threads=1)
-    square = _centre_square(frame, min(frame.width, frame.height) // 4 * 4)
-    rgb = square.reformat(size, size, "rgb24", interpolation=SCALE_FLAGS, threads=1).to_ndarray()
+    crop = _centre_crop(frame, *crop_size(frame.width, frame.height, width / height))
+    rgb = crop.reformat(width, height, "rgb24", interpolation=SCALE_FLAGS, threads=1).to_ndarray()
     return np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))  # counter-clockwise
 
 

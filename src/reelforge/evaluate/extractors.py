@@ -52,7 +52,7 @@ class I3DFeatures:
         if t < I3D_MIN_FRAMES:
             raise ValueError(
                 f"I3D needs at least {I3D_MIN_FRAMES} frames per clip, got {t}; "
-                "set clip.num_frames >= 10 (16 is the standard FVD protocol)"
+                "give every clip.buckets entry num_frames >= 10 (16 is the standard FVD protocol)"
             )
         x = torch.from_numpy(videos).float().div(127.5).sub(1.0)  # (B, T, H, W, 3)
         x = x.permute(0, 1, 4, 2, 3).reshape(b * t, 3, h, w)

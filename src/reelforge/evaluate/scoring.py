@@ -161,15 +161,17 @@ def score_videos(
     scores |= _mean_scores("caption_match_ref", caption_shares(read_back, prompts), bootstrap, seed)
     if ex.clip is not None:
         scores |= _mean_scores("clip_score", ex.clip(videos, prompts), bootstrap, seed)
-    if real is not None:
+    if real is not None:  # the distances at the floor's n only where there is a floor (2+ clips a half)
         scores |= _fd_scores("fvd_ref", real.ref, feats, bootstrap, seed)
         pick, h = real.generated_subset(len(videos), seed), real.half
-        scores |= _fd_scores("fvd_ref_floor_n", real.ref[:h], feats[pick], bootstrap, seed)
+        if h >= 2:
+            scores |= _fd_scores("fvd_ref_floor_n", real.ref[:h], feats[pick], bootstrap, seed)
         if ex.i3d is not None:
             i3d = ex.i3d(videos)
             name = real.i3d_metric
             scores |= _fd_scores(name, real.i3d, i3d, bootstrap, seed)
-            scores |= _fd_scores(f"{name}_floor_n", real.i3d[:h], i3d[pick], bootstrap, seed)
+            if h >= 2:
+                scores |= _fd_scores(f"{name}_floor_n", real.i3d[:h], i3d[pick], bootstrap, seed)
     return Scored(scores, feats, clip_ref)
 
 

@@ -1,5 +1,10 @@
 """Evaluate stage: the new model version and the current champion, same prompts, seeds and extractors, one
 run. What each metric means is in `reelforge.evaluate.scoring`; the protocol is in evaluation/README.md.
+
+Real and generated clips are compared bucket by bucket (one clip shape each): the headline scores, which
+the gates read, are those of the bucket with the most validation clips, generated at its shape; every other
+bucket with at least 2 validation clips is scored the same way at its own shape, and reported beside
+(`bucket.<name>.*`).
 """
 
 from __future__ import annotations
@@ -71,9 +76,9 @@ def run(
     with mlflow.start_run(run_name=f"evaluate v{reg.version}", tags=run_tags("evaluate")) as active:
         mlflow.log_params({f"protocol.{k}": v for k, v in protocol.items()})
         real.log()
-        scored, videos = {}, {}
+        scored, videos, buckets = {}, {}, {}
         for role, version in versions.items():
-            scored[role], videos[role], fps = _score_version(
+            scored[role], videos[role], fps, buckets[role] = _score_version(
                 ev, ex, real, role, reg.model_name, version, prompt_list, seeds, len(prompts)
             )
         if "champion" in videos:  # one grid to compare by eye: the same prompts and seeds side by side
@@ -98,6 +103,11 @@ def run(
     write_json_atomic(metrics_path, {
         "model_name": reg.model_name, "eval_run_id": active.info.run_id, "protocol": protocol,
         "real": real.scores, "floor": real.floors, "paired": comparison, **results,
+        "buckets": {
+            name: {"n_real": len(other.ref), "floor": other.floors(ev.bootstrap, ev.seed)}
+            | {role: buckets[role][name] for role in buckets}
+            for name, (_, other) in real.others.items()
+        },
     })  # fmt: skip
     return EvaluateResult(active.info.run_id, real.scores, results)
 
@@ -108,13 +118,21 @@ PAIRED = ("fvd_ref_delta", "clip_score_ref_delta")
 
 @dataclass
 class _RealSide:
-    videos: np.ndarray  # (N, T, H, W, 3) the real validation clips
+    videos: np.ndarray  # (N, T, H, W, 3) the real validation clips of the headline bucket
+    bucket: str  # its name, width x height x frames
     set: RealSet
     scores: dict[str, float]  # their own scores against their given captions (and the pixel check's accuracy)
     floors: dict[str, float]  # real-vs-real split-half distances (empty: too few clips)
     given_captions: int  # how many of them carry a given (human) caption, the clip-score baseline's n
     pixel: PixelCheck | None
     train_captions: frozenset[str]  # lower-cased captions of the training clips (prompts must not be one)
+    others: dict[str, tuple[tuple[int, int, int], RealSet]]  # other buckets: (frames, width, height), clips
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(frames, width, height) the headline bucket's clips are generated at."""
+        t, h, w, _ = self.videos.shape[1:]
+        return t, w, h
 
     def log(self) -> None:
         """Into the active run: the real clips' own scores, the floors and the pixel check's chance levels."""
@@ -133,12 +151,22 @@ def _real_side(
     captions they came with: scoring them against captions the same captioner wrote would be circular."""
     manifest = read_manifest(clips_dir)
     val = manifest[manifest.split == "val"]
-    if len(val) < 2:
+    counts = val.bucket.value_counts(sort=True)  # the headline bucket first
+    if len(val) < 2 or counts.iloc[0] < 2:
         raise ValueError(
-            "evaluation needs at least 2 validation clips; raise ingest.val_fraction or add videos"
+            "evaluation needs at least 2 validation clips of one bucket; raise ingest.val_fraction or add "
+            "videos"
         )
     clips = load_clips(clips_dir, list(val.clip_id), read.max_unreadable, read.shards_url)
     val = val[val.clip_id.isin(clips.keys())]
+    others = {}
+    for name in counts.index[1:]:
+        rows = val[val.bucket == name]
+        if len(rows) >= 2:
+            first = rows.iloc[0]
+            shape = (int(first.num_frames), int(first.width), int(first.height))
+            others[name] = shape, RealSet.of(ex, np.stack([clips[c] for c in rows.clip_id]))
+    val = val[val.bucket == counts.index[0]]
     videos = np.stack([clips[c] for c in val.clip_id])
     real = RealSet.of(ex, videos)
     captions = read_captions(captions_dir).set_index("clip_id")
@@ -159,24 +187,36 @@ def _real_side(
         c.lower() for c in captions.caption[manifest[manifest.split == "train"].clip_id]
     )
     floors = real.floors(ev.bootstrap, ev.seed)
-    return _RealSide(videos, real, scores, floors, len(given), pixel, train_captions)
+    return _RealSide(videos, counts.index[0], real, scores, floors, len(given), pixel, train_captions, others)
 
 
 def _score_version(
     ev: EvaluateParams, ex: Extractors, real: _RealSide, role: str, name: str, version: str,
     prompt_list: list[str], seeds: list[int], n_prompts: int,
-) -> tuple[Scored, np.ndarray, float]:  # fmt: skip
-    """Inside the evaluation run: generate with the version's own settings, score, log metrics and samples;
-    the scores, the videos and their frame rate."""
+) -> tuple[Scored, np.ndarray, float, dict[str, dict]]:  # fmt: skip
+    """Inside the evaluation run: generate with the version's own settings at the headline bucket's shape,
+    score, log metrics and samples; then each other bucket at its shape. The headline scores, the videos,
+    their frame rate, and the other buckets' scores."""
     pipeline = load_pipeline(name, version)
     mlflow.log_params({f"protocol.{role}.{k}": v for k, v in pipeline.generation_config.items()})
-    videos = pipeline.generate(prompt_list, seeds)
+    frames, width, height = real.shape
+    if problem := pipeline.size_problem(width, height):
+        raise ValueError(f"{role} v{version} cannot be scored on bucket {real.bucket}: {problem}")
+    videos = pipeline.generate(prompt_list, seeds, num_frames=frames, width=width, height=height)
     scored = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed)
     scored.scores |= real.pixel.scores(videos, prompt_list) if real.pixel else {}
     mlflow.log_metrics({f"{role}.{k}": v for k, v in scored.scores.items()})
     rows = min(ev.gif_prompts, n_prompts)
     log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
-    return scored, videos, pipeline.fps
+    buckets = {}
+    for bucket, ((t, w, h), other) in real.others.items():
+        if pipeline.size_problem(w, h):  # not trained at this size: nothing to score
+            buckets[bucket] = {"not_scored": f"v{version} was not trained at {w}x{h}"}
+            continue
+        generated = pipeline.generate(prompt_list, seeds, num_frames=t, width=w, height=h)
+        buckets[bucket] = score_videos(ex, generated, prompt_list, other, ev.bootstrap, ev.seed).scores
+        mlflow.log_metrics({f"{role}.bucket.{bucket}.{k}": v for k, v in buckets[bucket].items()})
+    return scored, videos, pipeline.fps, buckets
 
 
 def _paired(scored: dict[str, Scored], real: _RealSide, ev: EvaluateParams) -> dict:
@@ -224,4 +264,5 @@ def _protocol(
         "samples_per_prompt": ev.samples_per_prompt,
         "seed": ev.seed,
         "real_set": "validation split",
+        "bucket": f"{real.bucket} (the most validation clips); other buckets' scores under bucket.<name>",
     }

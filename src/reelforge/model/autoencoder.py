@@ -29,20 +29,23 @@ class Compression:
     def latent_frames(self, frames: int) -> int:
         return frames if self.temporal == 1 else (frames - 1) // self.temporal + 1
 
-    def problems(self, frames: int, size: int, patch_size: int) -> list[str]:
-        """Why clips of `frames` x `size`^2 do not fit this autoencoder and a backbone with `patch_size`."""
+    def problems(self, name: str, frames: int, width: int, height: int, patch_size: int) -> list[str]:
+        """Why clips of bucket `name` (`frames` x `width` x `height`) do not fit this autoencoder and a
+        backbone with `patch_size`."""
         out = []
         if self.temporal > 1 and (frames - 1) % self.temporal:
             fix = (frames - 1) // self.temporal * self.temporal + 1
             out.append(
-                f"clip.num_frames {frames} does not fit the autoencoder's temporal compression "
-                f"{self.temporal}: use 1 + {self.temporal}k frames, e.g. {fix} or {fix + self.temporal}"
+                f"clip.buckets {name}: num_frames {frames} does not fit the autoencoder's temporal "
+                f"compression {self.temporal}: use 1 + {self.temporal}k frames, e.g. {fix} or "
+                f"{fix + self.temporal}"
             )
         step = self.spatial * patch_size
-        if size % step:
+        if width % step or height % step:
             out.append(
-                f"clip.size {size} must be divisible by autoencoder downsampling {self.spatial} x the "
-                f"backbone's {patch_size} = {step}; use e.g. {max(step, size // step * step)}"
+                f"clip.buckets {name}: width and height must be divisible by autoencoder downsampling "
+                f"{self.spatial} x the backbone's {patch_size} = {step}; use e.g. "
+                f"{max(step, width // step * step)}x{max(step, height // step * step)}"
             )
         return out
 

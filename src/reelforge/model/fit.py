@@ -12,7 +12,7 @@ from reelforge.model.sizes import MODEL_SIZES, spatial_multiple
 
 
 def fit_problems(cfg: TrainConfig) -> list[str]:
-    """Why clips of clip.num_frames x clip.size^2 cannot train this backbone in this autoencoder's space."""
+    """Why clips of the clip.buckets shapes cannot train this backbone in this autoencoder's space."""
     train = cfg.train
     try:
         if train.pretrained_path:
@@ -20,6 +20,11 @@ def fit_problems(cfg: TrainConfig) -> list[str]:
             patch = spatial_multiple(config["patch_size"], config.get("channels", ()))
         else:
             patch = MODEL_SIZES[train.model_size].spatial_multiple
-        return compression(train.vae_path).problems(cfg.clip.num_frames, cfg.clip.size, patch)
+        space = compression(train.vae_path)
+        return [
+            p
+            for b in cfg.clip.buckets
+            for p in space.problems(b.name, b.num_frames, b.width, b.height, patch)
+        ]
     except (OSError, KeyError, ValueError) as exc:
         return [f"train.pretrained_path / train.vae_path: cannot read the model config: {exc}"]

@@ -7,7 +7,7 @@ directory, so a version generates the same wherever it is loaded.
     model_dir/config.json, backbone/, text_encoder(.pt|/)   TextToVideoModel.save_pretrained
     model_dir/tokenizer.json | tokenizer/                    PromptTokenizer.save
     model_dir/vae/                                           the frozen autoencoder (latent space only)
-    model_dir/generation.json                                scheduler, fps, frames, steps, guidance, weights
+    model_dir/generation.json                    scheduler, fps, frames, sizes, steps, guidance, weights
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class TextToVideoPipeline:
         steps: int,
         guidance: float,
         weights: str = "final",
+        sizes: list[tuple[int, int]] | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -52,6 +53,12 @@ class TextToVideoPipeline:
         self.fps, self.num_frames = fps, num_frames
         self.default_steps, self.default_guidance = steps, guidance
         self.weights = weights  # "ema" or "final": which weights save_pretrained stored
+        spatial = autoencoder.compression.spatial
+        self.width, self.height = model.cfg.width * spatial, model.cfg.height * spatial  # the default size
+        # (width, height) in pixels the model was trained at, and so may generate at: the default first
+        self.sizes = [(self.width, self.height)] + sorted(
+            {tuple(s) for s in sizes or ()} - {(self.width, self.height)}
+        )
         self.autocast: torch.dtype | None = None  # see `to`
 
     @property
@@ -61,6 +68,7 @@ class TextToVideoPipeline:
             "scheduler": self.scheduler.model_dump(),
             "fps": self.fps,
             "num_frames": self.num_frames,
+            "sizes": [list(s) for s in self.sizes],
             "steps": self.default_steps,
             "guidance": self.default_guidance,
             "weights": self.weights,
@@ -90,6 +98,7 @@ class TextToVideoPipeline:
             gen["steps"],
             gen["guidance"],
             gen.get("weights", "final"),
+            gen.get("sizes"),  # one size, the model's, before 0.3
         )
 
     def to(self, device: torch.device | str, autocast: torch.dtype | None = None) -> TextToVideoPipeline:
@@ -109,6 +118,15 @@ class TextToVideoPipeline:
             )
         return None
 
+    def size_problem(self, width: int, height: int) -> str | None:
+        """Why a width x height video cannot be generated (not a size the model was trained at), or None."""
+        if (width, height) in self.sizes:
+            return None
+        allowed = ", ".join(f"{w}x{h}" for w, h in self.sizes)
+        return (
+            f"{width}x{height} is not a size this model was trained at; use one of {allowed} (width x height)"
+        )
+
     def generate(
         self,
         prompts: list[str],
@@ -117,10 +135,13 @@ class TextToVideoPipeline:
         steps: int | None = None,
         guidance: float | None = None,
         callback: Callable[[int, int], None] | None = None,
+        width: int | None = None,
+        height: int | None = None,
     ) -> np.ndarray:
         """(B, T, H, W, 3) uint8 videos, one per prompt and seed; `callback(done, steps)` after each
         sampling step."""
-        return to_uint8(self.sample(prompts, seeds, num_frames, steps, guidance, callback).float())
+        videos = self.sample(prompts, seeds, num_frames, steps, guidance, callback, width, height)
+        return to_uint8(videos.float())
 
     @torch.no_grad()
     def sample(
@@ -131,20 +152,23 @@ class TextToVideoPipeline:
         steps: int | None = None,
         guidance: float | None = None,
         callback: Callable[[int, int], None] | None = None,
+        width: int | None = None,
+        height: int | None = None,
     ) -> torch.Tensor:
-        """(B, T, 3, H, W) decoded frames in about [-1, 1], on the model's device.
+        """(B, T, 3, H, W) decoded frames in about [-1, 1], on the model's device, at one of the trained
+        sizes (`sizes`; default: the first).
 
         Each video's noise comes from its own seed, drawn on the CPU so a seed gives the same noise on any
         device; a result does not depend on which other prompts share its batch (beyond float rounding in
         batched matmuls)."""
         cfg, device = self.model.cfg, next(self.model.parameters()).device
-        num_frames = num_frames or self.num_frames
-        if problem := self.frames_problem(num_frames):
+        num_frames, width, height = num_frames or self.num_frames, width or self.width, height or self.height
+        if problem := self.frames_problem(num_frames) or self.size_problem(width, height):
             raise ValueError(problem)
         ids = self.tokenizer(prompts).to(device)  # (B, L)
         null = self.tokenizer([""] * len(prompts)).to(device)
-        t = self.autoencoder.compression.latent_frames(num_frames)
-        shape = (1, t, cfg.channels, cfg.height, cfg.width)
+        c = self.autoencoder.compression
+        shape = (1, c.latent_frames(num_frames), cfg.channels, height // c.spatial, width // c.spatial)
         noise = [self.flow.noise(shape, torch.Generator().manual_seed(int(s))) for s in seeds]
         amp = torch.autocast(device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
         with amp:

@@ -27,7 +27,8 @@ ARTIFACT = "generator"  # the pyfunc artifact holding the pipeline directory
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "prompt"), ColSpec("long", "seed", required=False)]),
     params=ParamSchema([
-        ParamSpec("num_frames", "long", None), ParamSpec("steps", "long", None),
+        ParamSpec("num_frames", "long", None), ParamSpec("width", "long", None),
+        ParamSpec("height", "long", None), ParamSpec("steps", "long", None),
         ParamSpec("guidance", "double", None),
     ]),
 )  # fmt: skip
@@ -70,8 +71,9 @@ class TextToVideoPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict | None = None
     ) -> list:
-        """model_input: a `prompt` column (and optional `seed`); params: num_frames, steps, guidance (None:
-        the model's). Returns one (T, H, W, 3) uint8 video per row."""
+        """model_input: a `prompt` column (and optional `seed`); params: num_frames, width, height (a size
+        it was trained at), steps, guidance (None: the model's). Returns one (T, H, W, 3) uint8 video per
+        row."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
         seeds = model_input["seed"].tolist() if "seed" in model_input else list(range(len(model_input)))
         return list(self.pipeline.generate(model_input["prompt"].tolist(), seeds, **params))

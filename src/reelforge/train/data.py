@@ -1,10 +1,13 @@
 """Training data: clips and captions in the space the model trains in, with their identity.
 
+Clips come in several shapes (the `clip.buckets` table): each sample carries its bucket (`buckets`, an
+index into `shapes`), and a batch is always of one bucket (`reelforge.train.module.BatchStream`).
+
 Pixel space: clips streamed from the store (`StreamedPixels`): a batch is decoded when the data stream asks
 for it, in DataLoader workers when `train.loader_workers` > 0, so memory does not grow with the dataset.
-Latent space: the frozen autoencoder's latents, computed once (the clips streamed through it in chunks) and
-cached under the latent-cache folder by a key of the autoencoder weights and the clips, so a rerun (or
-another rank) reads them instead of encoding again; they are held in memory.
+Latent space: the frozen autoencoder's latents (`BucketedTensor`), computed once (the clips streamed through
+it in chunks of one bucket) and cached under the latent-cache folder by a key of the autoencoder weights and
+the clips, so a rerun (or another rank) reads them instead of encoding again; they are held in memory.
 """
 
 from __future__ import annotations
@@ -35,10 +38,9 @@ class StreamedPixels:
 
     def __init__(self, stored: StoredClips):
         self.stored = stored
-        t, h, w = (int(v) for v in stored.shape[0]) if len(stored) else (0, 0, 0)
-        if len(stored) and (stored.shape != stored.shape[0]).any():
-            raise ValueError(f"clips of several shapes in {stored.url}: one training shape is supported")
-        self.shape = torch.Size((len(stored), t, 3, h, w))
+        shapes, self.buckets = np.unique(stored.shape.reshape(-1, 3), axis=0, return_inverse=True)
+        self.buckets = self.buckets.reshape(-1)
+        self.shapes = [torch.Size((int(t), 3, int(h), int(w))) for t, h, w in shapes]  # (T, C, H, W)
 
     def __len__(self) -> int:
         return len(self.stored)
@@ -49,6 +51,32 @@ class StreamedPixels:
         if good is None:
             raise ValueError(f"no clip of a batch of {len(frames)} decoded: {self.stored.unreadable[-5:]}")
         return to_model(np.stack([good if f is None else f for f in frames]))
+
+
+class BucketedTensor:
+    """Samples of several shapes held in memory, one tensor per bucket: `x[idx]` (indices of one bucket)
+    is (B, T, C, H, W)."""
+
+    def __init__(self, buckets: np.ndarray, parts: list[torch.Tensor]):
+        self.buckets, self.parts = np.asarray(buckets), parts
+        self.shapes = [p.shape[1:] for p in parts]
+        self.row = np.empty(len(self.buckets), np.int64)  # each sample's row in its bucket's tensor
+        for b in range(len(parts)):
+            members = np.flatnonzero(self.buckets == b)
+            self.row[members] = np.arange(len(members))
+
+    def __len__(self) -> int:
+        return len(self.buckets)
+
+    def __getitem__(self, idx: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        idx = np.asarray(idx, np.int64)
+        (bucket,) = set(self.buckets[idx].tolist())  # one bucket per batch
+        return self.parts[bucket][torch.from_numpy(self.row[idx])]
+
+
+def most_common_shape(x: StreamedPixels | BucketedTensor) -> torch.Size:
+    """(T, C, H, W) of the bucket with the most samples: the shape a model generates by default."""
+    return x.shapes[int(np.bincount(x.buckets, minlength=len(x.shapes)).argmax())]
 
 
 class TokenizedCaptions:
@@ -68,31 +96,36 @@ class TokenizedCaptions:
 
 @dataclass
 class TrainData:
-    train_x: StreamedPixels | torch.Tensor  # (N, T, C, H, W) in the training space, indexed by batch
+    train_x: StreamedPixels | BucketedTensor  # N samples in the training space, indexed by batch
     train_ids: TokenizedCaptions  # (N, L) token ids, indexed by batch
-    val_x: StreamedPixels | torch.Tensor | None
+    val_x: StreamedPixels | BucketedTensor | None
     val_ids: TokenizedCaptions | None
     tokenizer: PromptTokenizer
     identity: dict[str, str]  # what the data is, for the run key and MLflow params
+    pixel_shapes: list[torch.Size]  # (T, 3, H, W) of the training clips' buckets, the most common first
 
 
 def _encode(
     autoencoder: Autoencoder, pixels: StreamedPixels, cache: Path | None, name: str
-) -> StreamedPixels | torch.Tensor:
+) -> StreamedPixels | BucketedTensor:
     """Clips -> training space. Latents are cached under `cache` by `name` (autoencoder weights and clips)."""
     if autoencoder.vae is None:
         return pixels
     path = cache / f"latents-{name}.pt" if cache else None
     if path and path.exists():
-        return torch.load(path, weights_only=True)
-    chunks = (range(i, min(i + 8, len(pixels))) for i in range(0, len(pixels), 8))
-    z = torch.cat([autoencoder.encode(pixels[list(c)]) for c in chunks])
+        saved = torch.load(path, weights_only=True)
+        return BucketedTensor(saved["buckets"].numpy(), saved["parts"])
+    parts = []
+    for b in range(len(pixels.shapes)):
+        members = np.flatnonzero(pixels.buckets == b)
+        chunks = (members[i : i + 8] for i in range(0, len(members), 8))
+        parts.append(torch.cat([autoencoder.encode(pixels[c]) for c in chunks]))
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".partial{os.getpid()}")
-        torch.save(z, tmp)
+        torch.save({"buckets": torch.from_numpy(pixels.buckets), "parts": parts}, tmp)
         os.replace(tmp, path)  # concurrent ranks write the same bytes; the last rename wins
-    return z
+    return BucketedTensor(pixels.buckets, parts)
 
 
 def load_data(
@@ -124,11 +157,13 @@ def load_data(
     if cfg.vae_path:
         identity["model.vae_sha256"] = dir_sha256(cfg.vae_path)
     key = hashlib.sha256(json.dumps([identity, clip.model_dump()]).encode()).hexdigest()
-    x = {}
+    x, shapes = {}, []
     for s, df in splits.items():
         pixels = StreamedPixels(
             StoredClips(clips_dir, list(df.clip_id), read.max_unreadable, read.shards_url)
         )
+        if s == "train":
+            shapes = sorted(pixels.shapes, key=lambda shape: shape != most_common_shape(pixels))
         x[s] = _encode(autoencoder, pixels, cache, f"{key[:24]}-{s}") if len(df) else None
     return TrainData(
         x["train"],
@@ -137,4 +172,5 @@ def load_data(
         TokenizedCaptions(texts["val"], tokenizer) if texts["val"] else None,
         tokenizer,
         identity,
+        shapes,
     )

@@ -31,32 +31,75 @@ def step_generator(seed: int, index: int, device: torch.device) -> torch.Generat
 
 
 class Samples(Protocol):
-    """What the data streams index by a batch of sample indices: a tensor, or what is read on demand
-    (`reelforge.train.data.StreamedPixels`, `TokenizedCaptions`)."""
+    """What the data streams index by a batch of sample indices, all of one bucket (one shape): held
+    (`reelforge.train.data.BucketedTensor`) or read on demand (`StreamedPixels`, `TokenizedCaptions`)."""
 
     def __len__(self) -> int: ...
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor: ...
 
 
-class BatchStream(IterableDataset):
-    """Endless micro-batches: epoch e visits a permutation seeded by (seed, e).
+class Bucketed(Samples, Protocol):
+    buckets: np.ndarray  # (N,) each sample's bucket, an index into `shapes`
+    shapes: list[torch.Size]  # (T, C, H, W) of each bucket
 
-    Rank r of W takes global micro-batch g = k * W + r for its k-th batch, i.e. sample positions
-    [g * B, (g + 1) * B) of the endless permuted sequence; it starts at k = `start` (resume). In a
-    DataLoader with n workers, worker w builds k = start + w, start + w + n, ...: the loader's in-order
+
+class BatchStream(IterableDataset):
+    """Endless micro-batches, each of one bucket.
+
+    Bucket b's samples, permuted afresh each epoch e (seeded by the run seed, e and b), make an endless
+    sequence; its c-th batch is positions [c * B, (c + 1) * B) of it. Which bucket the global micro-batch g
+    draws from is laid out in blocks of M = sum over b of ceil(n_b / B) batches, bucket b taking ceil(n_b / B)
+    places of each block, in an order seeded by the block: so every bucket is drawn in proportion to its
+    size, and g's batch is the (j * ceil(n_b / B) + its place among b's in block j)-th of its bucket. With one
+    bucket this is simply the endless permuted sequence cut into batches.
+
+    Rank r of W takes global micro-batch g = k * W + r for its k-th batch; it starts at k = `start` (resume).
+    In a DataLoader with n workers, worker w builds k = start + w, start + w + n, ...: the loader's in-order
     round robin hands them over as k = start, start + 1, ..., the same batches as with no workers."""
 
-    def __init__(self, x: Samples, ids: Samples, batch: int, seed: int, rank: int, world: int, start: int):
-        self.x, self.ids = x, ids  # (N, T, C, H, W), (N, L)
+    def __init__(self, x: Bucketed, ids: Samples, batch: int, seed: int, rank: int, world: int, start: int):
+        self.x, self.ids = x, ids  # N samples, (N, L)
         self.batch, self.seed, self.rank, self.world, self.start = batch, seed, rank, world, start
+        self.members = [np.flatnonzero(x.buckets == b) for b in range(len(x.shapes))]
+        self.per_block = np.array([-(-len(m) // batch) for m in self.members])  # batches of b per block
+        self._perms: dict[tuple[int, int], np.ndarray] = {}  # (bucket, epoch) -> permutation, recent only
+        self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _perm(self, bucket: int, epoch: int) -> np.ndarray:
+        """Bucket `bucket`'s samples in epoch `epoch`'s order (kept for the two latest epochs)."""
+        if (bucket, epoch) not in self._perms:
+            seed = [self.seed, epoch] + ([bucket] if bucket else [])
+            members = self.members[bucket]
+            self._perms[(bucket, epoch)] = members[np.random.default_rng(seed).permutation(len(members))]
+            for key in [k for k in self._perms if k[0] == bucket and k[1] < epoch - 1]:
+                del self._perms[key]
+        return self._perms[(bucket, epoch)]
+
+    def _block(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block j's bucket at each place, and each place's rank among its bucket's places in the block."""
+        if j not in self._blocks:
+            order = np.repeat(np.arange(len(self.members)), self.per_block)
+            if len(self.members) > 1:
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed, j], spawn_key=(1,)))
+                order = order[rng.permutation(len(order))]
+            rank = np.empty(len(order), np.int64)
+            for b in range(len(self.members)):
+                rank[order == b] = np.arange(self.per_block[b])
+            self._blocks = {k: v for k, v in self._blocks.items() if k >= j - 1}
+            self._blocks[j] = order, rank
+        return self._blocks[j]
 
     def indices(self, g: int) -> np.ndarray:
-        n = len(self.x)
-        pos = np.arange(g * self.batch, (g + 1) * self.batch)
+        j, place = divmod(g, int(self.per_block.sum()))
+        order, rank = self._block(j)
+        b = int(order[place])
+        c = j * int(self.per_block[b]) + int(rank[place])  # the c-th batch of bucket b
+        n = len(self.members[b])
+        pos = np.arange(c * self.batch, (c + 1) * self.batch)
         out = np.empty(self.batch, dtype=np.int64)
         for epoch in np.unique(pos // n):
             sel = pos // n == epoch
-            out[sel] = np.random.default_rng([self.seed, int(epoch)]).permutation(n)[pos[sel] % n]
+            out[sel] = self._perm(b, int(epoch))[pos[sel] % n]
         return out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
@@ -69,8 +112,17 @@ class BatchStream(IterableDataset):
             k += step
 
 
+def bucket_batches(buckets: np.ndarray, batch: int) -> list[list[int]]:
+    """Every sample once, in batches of at most `batch` of one bucket each, bucket by bucket in order."""
+    out = []
+    for b in np.unique(buckets):
+        members = np.flatnonzero(buckets == b).tolist()
+        out += [members[i : i + batch] for i in range(0, len(members), batch)]
+    return out
+
+
 class Batches(Dataset):
-    """Map-style access to `x` and `ids` by a list of indices, for a BatchSampler: validation batches."""
+    """Map-style access to `x` and `ids` by a list of indices, for a batch sampler: validation batches."""
 
     def __init__(self, x: Samples, ids: Samples):
         self.x, self.ids = x, ids

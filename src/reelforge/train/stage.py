@@ -17,21 +17,20 @@ import mlflow
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.strategies import FSDPStrategy
-from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+from torch.utils.data import DataLoader
 
 from reelforge.config import TrainConfig, TrainParams
 from reelforge.files import atomic_dir
 from reelforge.model.autoencoder import Autoencoder
 from reelforge.model.backbone import TextToVideoModel
 from reelforge.model.fit import fit_problems
-from reelforge.model.pipeline import TextToVideoPipeline
 from reelforge.registry.lineage import dvc_lineage, git_commit
 from reelforge.registry.models import Registration, log_and_register
 from reelforge.registry.tracking import run_tags, setup
 from reelforge.train.data import TrainData, load_data
-from reelforge.train.module import Batches, BatchStream, TextToVideoModule
+from reelforge.train.module import Batches, BatchStream, TextToVideoModule, bucket_batches
 from reelforge.train.resume import ResumePoint, resume_point, run_key, start_fresh, weights_sha
-from reelforge.train.trainer import build_model, callbacks, make_trainer
+from reelforge.train.trainer import build_model, build_pipeline, callbacks, make_trainer
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,7 @@ def run(
     cache = Path(latent_cache) if latent_cache else None
     data = load_data(train, cfg.clip, cfg.read, Path(clips_dir), Path(captions_dir), autoencoder, cache)
     model = build_model(train, data)
-    pipeline = TextToVideoPipeline(
-        model, data.tokenizer, autoencoder, cfg.scheduler, cfg.clip.fps, cfg.clip.num_frames,
-        cfg.sample.steps, cfg.sample.guidance, "ema" if train.ema_decay > 0 else "final",
-    )  # fmt: skip
+    pipeline = build_pipeline(cfg, model, data, autoencoder)
     module = TextToVideoModule(model, pipeline.flow, train, data.tokenizer([""])[0])
 
     # 2. Resume point, MLflow run, trainer, data stream from the resumed step.
@@ -136,7 +132,7 @@ def _loaders(
     }
     val = None
     if data.val_x is not None:
-        batches = BatchSampler(SequentialSampler(range(len(data.val_x))), train.micro_batch, drop_last=False)
+        batches = bucket_batches(data.val_x.buckets, train.micro_batch)
         val = DataLoader(Batches(data.val_x, data.val_ids), batch_size=None, sampler=batches, **workers)
     return DataLoader(stream, batch_size=None, **workers), val
 
@@ -165,7 +161,7 @@ def _hyperparams(cfg: TrainConfig, model: torch.nn.Module, data: TrainData) -> d
         **dvc_lineage(),
         "model.parameters": sum(p.numel() for p in model.parameters()),
         "model.trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "model.space_shape": list(data.train_x.shape[1:]),
+        "model.space_shapes": [list(shape) for shape in data.train_x.shapes],
         "data.train_clips": len(data.train_x),
         "data.val_clips": 0 if data.val_x is None else len(data.val_x),
     }

@@ -6,14 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 
 from reelforge.config import TrainConfig, TrainParams
+from reelforge.model.autoencoder import Autoencoder
 from reelforge.model.backbone import ModelConfig, TextToVideoModel, load_backbone
 from reelforge.model.pipeline import TextToVideoPipeline
 from reelforge.model.text import PretrainedTextEncoder
-from reelforge.train.data import TrainData
+from reelforge.train.data import TrainData, most_common_shape
 from reelforge.train.monitor import (
     ResumableCheckpoint,
     SampleGifs,
@@ -24,7 +26,9 @@ from reelforge.train.monitor import (
 
 
 def build_model(cfg: TrainParams, data: TrainData) -> TextToVideoModel:
-    _, t, c, h, w = data.train_x.shape  # (N, T, C, H, W)
+    """The network for the data: its config's shape (the default it generates at) is the most common
+    bucket's; it trains on every bucket's."""
+    t, c, h, w = most_common_shape(data.train_x)
     text_encoder = PretrainedTextEncoder(cfg.text_encoder_path) if cfg.text_encoder_path else None
     model_cfg = ModelConfig(
         size=cfg.model_size,
@@ -38,6 +42,18 @@ def build_model(cfg: TrainParams, data: TrainData) -> TextToVideoModel:
     )
     backbone = load_backbone(cfg.pretrained_path) if cfg.pretrained_path else None
     return TextToVideoModel(model_cfg, backbone, text_encoder)
+
+
+def build_pipeline(
+    cfg: TrainConfig, model: TextToVideoModel, data: TrainData, autoencoder: Autoencoder
+) -> TextToVideoPipeline:
+    """What the trained model generates with: by default the most common bucket's frames and size, and any
+    size it trained at."""
+    return TextToVideoPipeline(
+        model, data.tokenizer, autoencoder, cfg.scheduler, cfg.clip.fps, data.pixel_shapes[0][0],
+        cfg.sample.steps, cfg.sample.guidance, "ema" if cfg.train.ema_decay > 0 else "final",
+        sizes=[(shape[3], shape[2]) for shape in data.pixel_shapes],
+    )  # fmt: skip
 
 
 def strategy(cfg: TrainParams) -> Strategy | str:
@@ -60,17 +76,19 @@ def strategy(cfg: TrainParams) -> Strategy | str:
 def callbacks(
     cfg: TrainConfig, pipeline: TextToVideoPipeline, data: TrainData, ckpt_dir: Path
 ) -> list[L.Callback]:
-    train = cfg.train
-    _, t, _, h, w = data.train_x.shape  # (N, T, C, H, W)
+    train, x = cfg.train, data.train_x
     model = pipeline.model
     patch = model.backbone.config.patch_size
-    flops = backbone_flops(
-        model.backbone, (train.micro_batch, *data.train_x.shape[1:]), train.max_text_tokens
+    # Per sample, averaged over the buckets as often as each is drawn (in proportion to its clips).
+    share = np.bincount(x.buckets, minlength=len(x.shapes)) / len(x)
+    flops = sum(
+        p * backbone_flops(model.backbone, (train.micro_batch, *shape), train.max_text_tokens)
+        for p, shape in zip(share, x.shapes, strict=True)
     )
-    tokens_per_sample = t * (h // patch) * (w // patch)  # video tokens the transformer attends over
+    tokens = sum(p * t * (h // patch) * (w // patch) for p, (t, _, h, w) in zip(share, x.shapes, strict=True))
     return [
         StepMonitor(
-            flops // train.micro_batch, tokens_per_sample, print_every=max(train.log_every_n_steps, 10)
+            int(flops) // train.micro_batch, round(tokens), print_every=max(train.log_every_n_steps, 10)
         ),
         ResumableCheckpoint(ckpt_dir, train.checkpoint_every_n_steps),
         SampleGifs(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from reelforge.data.demo import FPS, make_demo_data
-from reelforge.data.video import VideoFile, to_rgb_square
+from reelforge.data.video import VideoFile, to_rgb
 
 
 def test_demo_data_is_deterministic_and_describes_every_file(tmp_path):
@@ -24,7 +24,7 @@ def test_demo_video_decodes_to_ground_truth_length(demo):
         frames = list(video.frames())
         info = video.probe
     assert len(frames) == round(v["shots"][-1]["end_s"] * FPS)
-    assert to_rgb_square(frames[0], 32).shape == (32, 32, 3)
+    assert to_rgb(frames[0], 32, 32).shape == (32, 32, 3)
     assert info.codec == "h264" and (info.width, info.height) == (truth["width"], truth["height"])
 
 

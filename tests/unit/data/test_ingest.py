@@ -52,7 +52,8 @@ def test_manifest_rows_clips_scores_and_captions(demo, ingested, clip_cfg):
     manifest = read_manifest(ingested)
     clips = load_clips(ingested)
     assert set(clips) == set(manifest.clip_id) and manifest.clip_id.is_unique
-    assert all(c.shape == (clip_cfg.num_frames, clip_cfg.size, clip_cfg.size, 3) for c in clips.values())
+    (b,) = clip_cfg.buckets
+    assert all(c.shape == (b.num_frames, b.height, b.width, 3) for c in clips.values())
     assert (manifest.motion >= IngestParams().min_motion).all() and manifest.brightness.between(0, 1).all()
     sidecars = {v["file"]: v["caption_sidecar"] for v in truth["videos"]}
     for row in manifest.itertuples():

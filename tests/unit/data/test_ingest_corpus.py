@@ -12,12 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelforge.config import ClipParams, IngestConfig, IngestParams
+from reelforge.config import Bucket, ClipParams, IngestConfig, IngestParams
 from reelforge.data import ingest
 from reelforge.data.store import load_clips, read_manifest
 from tests.video_corpus import build_corpus
 
-CLIP = ClipParams(fps=8, num_frames=8, size=32)  # 1 s clips: a 2.5 s shot gives 2
+# 1 s clips (a 2.5 s shot gives 2), square or portrait
+CLIP = ClipParams(
+    fps=8, buckets=[Bucket(width=32, height=32, num_frames=8), Bucket(width=32, height=48, num_frames=8)]
+)
 
 
 LIMITS = IngestParams(workers=2, max_pixels=3840 * 2160, max_file_mb=2, max_duration_s=60)
@@ -77,9 +80,12 @@ def _square_centre(frame: np.ndarray) -> tuple[float, float]:
 
 def test_rotation_is_applied(corpus):
     """The square moves right in the coded frames; with a 90-degree (counter-clockwise) display matrix a
-    viewer sees it move up, and so must the clip."""
+    viewer sees it move up, and so must the clip. Displayed, the video is portrait, and so is the clip."""
     manifest = read_manifest(corpus[3] / "clips")
     clips = load_clips(corpus[3] / "clips")
+    shapes = manifest.groupby("source_path")[["width", "height"]].first()
+    assert shapes.loc["rotated.mp4"].tolist() == shapes.loc["portrait.mp4"].tolist() == [32, 48]
+    assert shapes.loc["h264.mp4"].tolist() == shapes.loc["uhd_4k.mp4"].tolist() == [32, 32]
     for name, moves in (("h264.mp4", "right"), ("rotated.mp4", "up")):
         second = manifest[manifest.source_path == name].sort_values("start_s").clip_id.iloc[1]  # in the crop
         (y0, x0), (y1, x1) = _square_centre(clips[second][0]), _square_centre(clips[second][-1])

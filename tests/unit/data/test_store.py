@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from reelforge.config import IngestConfig, IngestParams
+from reelforge.config import Bucket, ClipParams, IngestConfig, IngestParams
 from reelforge.data import ingest
 from reelforge.data.store import OldStoreFormat, StoredClips, UnreadableClips, load_clips, read_manifest
 from reelforge.data.video import decode_bytes, encode_mp4, psnr_db
@@ -23,7 +23,7 @@ from reelforge.data.video import decode_bytes, encode_mp4, psnr_db
 def test_changed_clip_settings_restart_the_store(demo, clip_cfg, tmp_path):
     out = tmp_path / "clips"
     ingest.run(IngestConfig(clip=clip_cfg, ingest=IngestParams()), demo[0], out, tmp_path / "s.json")
-    smaller = clip_cfg.model_copy(update={"size": 16})
+    smaller = ClipParams(buckets=[Bucket(width=16, height=16, num_frames=16)])
     r = ingest.run(IngestConfig(clip=smaller, ingest=IngestParams()), demo[0], out, tmp_path / "s.json")
     assert r.summary["store_restarted"] and r.summary["inputs_processed_this_run"] == r.inputs
     assert {c.shape[1] for c in load_clips(out).values()} == {16}
@@ -56,10 +56,12 @@ def test_shards_hold_encoded_clips_and_their_metadata(ingested, clip_cfg):
     for clip_id, m in members.items():
         meta, row = json.loads(m["json"]), manifest.loc[clip_id]
         assert meta["codec"] == "h264" and meta["source_path"] == row.source_path
-        assert (meta["width"], meta["height"], meta["num_frames"]) == (clip_cfg.size, clip_cfg.size, 16)
+        (bucket,) = clip_cfg.buckets
+        assert (meta["width"], meta["height"], meta["num_frames"]) == (bucket.width, bucket.height, 16)
+        assert meta["bucket"] == row.bucket == bucket.name
         assert len(m["mp4"]) == row.encoded_bytes
-        assert decode_bytes(m["mp4"]).shape == (16, clip_cfg.size, clip_cfg.size, 3)
-    raw = clip_cfg.num_frames * clip_cfg.size**2 * 3
+        assert decode_bytes(m["mp4"]).shape == (16, bucket.height, bucket.width, 3)
+    raw = bucket.num_frames * bucket.height * bucket.width * 3
     # The default (x264's lossless RGB) gives back exactly the frames cut: psnr_db is 100 only when MSE is 0.
     assert (manifest.psnr_db == 100).all() and raw / manifest.encoded_bytes.median() >= 5
     summary = json.loads((ingested.parent / "ingest.json").read_text())["storage"]
@@ -92,7 +94,7 @@ def test_a_store_without_byte_ranges_is_refused(ingested, tmp_path):
     shutil.copytree(ingested, out)
     settings = json.loads((out / "store.json").read_text())
     (out / "store.json").write_text(json.dumps({**settings, "format": "encoded-mp4-v1"}))
-    with pytest.raises(OldStoreFormat, match="format encoded-mp4-v1, not encoded-mp4-v2: rebuild it"):
+    with pytest.raises(OldStoreFormat, match="format encoded-mp4-v1, not encoded-mp4-v3: rebuild it"):
         StoredClips(out)
 
 

@@ -2,17 +2,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from reelforge.config import TrainParams
-from reelforge.train.module import EMA, BatchStream, lr_lambda
+from reelforge.train.data import BucketedTensor
+from reelforge.train.module import EMA, BatchStream, bucket_batches, lr_lambda
+
+
+def _held(values: torch.Tensor, buckets: list[int] | None = None) -> BucketedTensor:
+    """Samples 0..N-1 (their value is their index) in the given buckets (default: one)."""
+    buckets = np.zeros(len(values), np.int64) if buckets is None else np.asarray(buckets)
+    return BucketedTensor(buckets, [values[torch.from_numpy(buckets == b)] for b in range(buckets.max() + 1)])
 
 
 def _stream_batches(world: int, per_rank: int, steps: range, start: int = 0) -> list[list[int]]:
     """The sample indices each optimizer step sees, over all ranks."""
-    x, ids = torch.arange(10).view(10, 1).float(), torch.zeros(10, 2, dtype=torch.long)
+    x, ids = _held(torch.arange(10).view(10, 1).float()), torch.zeros(10, 2, dtype=torch.long)
     streams = [
         iter(BatchStream(x, ids, per_rank, seed=7, rank=r, world=world, start=start)) for r in range(world)
     ]
@@ -30,8 +38,38 @@ def test_batch_stream_position_is_a_function_of_the_step_alone():
     assert epochs[0] == epochs[1] == list(range(10))  # each epoch visits every sample once
 
 
+def test_one_bucket_is_the_endless_permuted_sequence_cut_into_batches():
+    """What a store of one clip shape trained on before buckets: runs resume and reproduce across it."""
+    stream = BatchStream(_held(torch.arange(10).view(10, 1)), torch.zeros(10, 1), 4, 7, 0, 1, 0)
+    endless = np.concatenate([np.random.default_rng([7, e]).permutation(10) for e in range(3)])
+    assert [stream.indices(g).tolist() for g in range(7)] == [
+        endless[4 * g : 4 * g + 4].tolist() for g in range(7)
+    ]
+
+
+def test_every_batch_is_of_one_bucket_and_each_bucket_is_drawn_in_proportion():
+    buckets = [0] * 12 + [1] * 30 + [2] * 8  # 3 + 8 + 2 batches of 4 per block of 13
+    x = _held(torch.arange(50).view(50, 1), buckets)
+    stream = BatchStream(x, torch.zeros(50, 1), 4, seed=3, rank=0, world=1, start=0)
+    seen = [stream.indices(g) for g in range(26)]  # two blocks
+    assert all(len({buckets[i] for i in b}) == 1 for b in seen)
+    for block in (seen[:13], seen[13:]):  # each block: every sample once, but for bucket 1's last batch
+        counts = np.bincount(np.concatenate(block), minlength=50)
+        assert (counts[:12] == 1).all() and (counts[42:] == 1).all() and counts[12:42].sum() == 32
+    assert [buckets[b[0]] for b in seen[:13]] != [buckets[b[0]] for b in seen[13:]]  # the order is reshuffled
+    # The same batches however they are asked for: out of order (resume, workers), or after caches moved on.
+    again = BatchStream(x, torch.zeros(50, 1), 4, seed=3, rank=0, world=1, start=0)
+    assert [again.indices(g).tolist() for g in reversed(range(26))] == [b.tolist() for b in reversed(seen)]
+    assert x[torch.from_numpy(seen[0])].shape == (4, 1)
+
+
+def test_validation_batches_hold_every_sample_once_one_bucket_each():
+    batches = bucket_batches(np.array([1, 0, 1, 1, 0, 1, 1]), 2)
+    assert batches == [[1, 4], [0, 2], [3, 5], [6]]
+
+
 def test_dataloader_workers_hand_over_the_same_batches_in_the_same_order():
-    x, ids = torch.arange(40).view(40, 1).float(), torch.arange(40).view(40, 1)
+    x, ids = _held(torch.arange(40).view(40, 1).float(), [0] * 25 + [1] * 15), torch.arange(40).view(40, 1)
 
     def batches(workers: int, start: int) -> list[tuple[list[int], int]]:
         stream = BatchStream(x, ids, 3, seed=1, rank=1, world=2, start=start)
