@@ -20,8 +20,7 @@ def choose_size(width: int, height: int, buckets: list[Bucket]) -> tuple[int, in
     covered = [
         b.size
         for b in buckets
-        if crop_size(width, height, b.width / b.height)[0] >= b.width
-        and crop_size(width, height, b.width / b.height)[1] >= b.height
+        if all(c >= s for c, s in zip(crop_size(width, height, b.width / b.height), b.size, strict=True))
     ]
     if not covered:
         return None
@@ -34,6 +33,6 @@ def frame_counts(buckets: list[Bucket], size: tuple[int, int]) -> list[int]:
     return sorted({b.num_frames for b in buckets if b.size == size}, reverse=True)
 
 
-def smallest(buckets: list[Bucket]) -> str:
+def listed_sizes(buckets: list[Bucket]) -> str:
     """The table's sizes, for a reject's detail."""
     return ", ".join(sorted({f"{b.width}x{b.height}" for b in buckets}))

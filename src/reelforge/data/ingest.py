@@ -25,7 +25,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reelforge.config import ClipParams, IngestConfig, IngestParams
-from reelforge.data.buckets import choose_size, frame_counts, smallest
+from reelforge.data.buckets import choose_size, frame_counts, listed_sizes
 from reelforge.data.quality import NearDuplicateIndex, scores, signature
 from reelforge.data.shots import ClipSampler, CutDetector
 from reelforge.data.sources import Source, SourceRejected, list_sources, local_copy
@@ -116,7 +116,9 @@ def _decode_and_cut(
         if (size := choose_size(info.width, info.height, clip.buckets)) is None:
             detail = f"{info.width}x{info.height} is smaller than every clip.buckets size"
             out.rejects.append(
-                _reject(source.uri, "probe", "smaller_than_buckets", f"{detail} ({smallest(clip.buckets)})")
+                _reject(
+                    source.uri, "probe", "smaller_than_buckets", f"{detail} ({listed_sizes(clip.buckets)})"
+                )
             )
             return
         width, height = size

@@ -163,7 +163,8 @@ def load_data(
             StoredClips(clips_dir, list(df.clip_id), read.max_unreadable, read.shards_url)
         )
         if s == "train":
-            shapes = sorted(pixels.shapes, key=lambda shape: shape != most_common_shape(pixels))
+            common = most_common_shape(pixels)
+            shapes = [common] + [shape for shape in pixels.shapes if shape != common]
         x[s] = _encode(autoencoder, pixels, cache, f"{key[:24]}-{s}") if len(df) else None
     return TrainData(
         x["train"],
