@@ -210,14 +210,14 @@ class SchedulerParams(Section):
         "patches, where per-pixel noise is hard to predict) or the velocity (usual in latent space).",
     )
     frame_noise_correlation: float = Field(
-        0.0,
+        0.5,
         ge=0.0,
         lt=1.0,
         description="Correlation of the noise between frames (mixed noise, Ge et al. 2023, PYoCo): each "
         "frame's noise is sqrt(c) x one shared draw + sqrt(1-c) x its own, in training and sampling alike.",
     )
     motion_loss_weight: float = Field(
-        0.0,
+        0.5,
         ge=0.0,
         description="Extra training-loss weight on what moves: each element is weighted 1 + w x (its clean "
         "frame's change to its neighbour frames / the clip's mean change), renormalised to mean 1.",
