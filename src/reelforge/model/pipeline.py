@@ -31,6 +31,11 @@ GENERATION_CONFIG = "generation.json"
 VAE_DIR = "vae"
 
 
+# What a model saved before a scheduler key existed was trained and samples with: the behaviour before the
+# key, not today's default (correlated frame noise became the default after models were saved without it).
+SCHEDULER_BEFORE_KEYS = {"frame_noise_correlation": 0.0, "motion_loss_weight": 0.0}
+
+
 class TextToVideoPipeline:
     def __init__(
         self,
@@ -92,7 +97,7 @@ class TextToVideoPipeline:
             model,
             PromptTokenizer.load(model_dir, model.cfg.max_text_tokens),
             Autoencoder(vae if vae.exists() else None),
-            SchedulerParams(**gen["scheduler"]),  # a model saved before a key existed gets its default
+            SchedulerParams(**(SCHEDULER_BEFORE_KEYS | gen["scheduler"])),
             gen["fps"],
             gen.get("num_frames", model.cfg.num_frames),  # pixel space before 0.2
             gen["steps"],

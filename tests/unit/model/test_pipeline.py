@@ -32,6 +32,26 @@ def test_save_and_load_round_trip_generates_the_same_videos(tmp_path):
     assert np.array_equal(again.generate(PROMPTS, seeds=[0, 1]), videos)
 
 
+def test_a_model_saved_before_a_scheduler_key_keeps_the_behaviour_it_was_trained_with(tmp_path):
+    """generation.json written before frame_noise_correlation existed: the model samples with independent
+    frame noise, as it was trained, not with today's default of 0.5."""
+    pipeline = _pipeline()
+    pipeline.save_pretrained(tmp_path)
+    gen = json.loads((tmp_path / GENERATION_CONFIG).read_text())
+    assert gen["scheduler"]["frame_noise_correlation"] == SchedulerParams().frame_noise_correlation == 0.5
+    for key in ("frame_noise_correlation", "motion_loss_weight"):
+        del gen["scheduler"][key]
+    (tmp_path / GENERATION_CONFIG).write_text(json.dumps(gen))
+    old = TextToVideoPipeline.from_pretrained(tmp_path)
+    assert old.scheduler.frame_noise_correlation == 0.0 and old.scheduler.motion_loss_weight == 0.0
+    independent = TextToVideoPipeline(
+        pipeline.model, pipeline.tokenizer, Autoencoder(None),
+        SchedulerParams(frame_noise_correlation=0.0, motion_loss_weight=0.0), 8.0, 4, 3, 2.5, "ema",
+    )  # fmt: skip
+    assert np.array_equal(old.generate(PROMPTS, [0, 1]), independent.generate(PROMPTS, [0, 1]))
+    assert not np.array_equal(old.generate(PROMPTS, [0, 1]), pipeline.generate(PROMPTS, [0, 1]))
+
+
 def test_settings_given_per_call_override_the_saved_defaults():
     pipeline = _pipeline()
     assert pipeline.generate(PROMPTS[:1], [0], num_frames=6, steps=1, guidance=1.0).shape == (1, 6, 16, 16, 3)
