@@ -113,7 +113,14 @@ class IngestParams(Section):
         ge=0,
         le=16,
         description="Clips whose first/middle/last-frame pHashes are all within this many bits of a stored "
-        "clip's are near-duplicates.",
+        "clip's, and whose colours match (dup_max_colour_diff), are near-duplicates.",
+    )
+    dup_max_colour_diff: int = Field(
+        24,
+        ge=0,
+        le=255,
+        description="...and whose 4x4 RGB thumbnails of those frames differ nowhere by more than this (of "
+        "255); grey-level pHashes alone call a red and a blue shape the same clip.",
     )
     codec: Literal["h264", "hevc", "vp9", "av1"] = Field(
         "h264", description="How stored clips are encoded (x264, x265, libvpx-vp9, SVT-AV1; in MP4)."

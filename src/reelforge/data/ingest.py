@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from reelforge.config import ClipParams, IngestConfig, IngestParams
 from reelforge.data.buckets import choose_size, frame_counts, listed_sizes
-from reelforge.data.quality import NearDuplicateIndex, scores, signature
+from reelforge.data.quality import NearDuplicateIndex, scores, signature, thumbnails
 from reelforge.data.shots import ClipSampler, CutDetector
 from reelforge.data.sources import Source, SourceRejected, list_sources, local_copy
 from reelforge.data.store import MANIFEST, REJECTS, SOURCES, ClipStore
@@ -185,6 +185,7 @@ def _decode_and_cut(
             "psnr_db": round(psnr_db(decode_bytes(data), frames), 2),  # what readers get vs what was cut
             **s,
             **{f"phash_{i}": np.uint64(h) for i, h in enumerate(signature(frames))},
+            "thumbs": thumbnails(frames),
         }
         out.clips.append((row, data))
 
@@ -279,9 +280,9 @@ def run(
     for sha, uri in zip(done.get("sha256", ()), done.get("source_path", ()), strict=True):
         if isinstance(sha, str):
             files.setdefault(sha, uri)
-    index = NearDuplicateIndex(cfg.dup_max_hamming)
+    index = NearDuplicateIndex(cfg.dup_max_hamming, cfg.dup_max_colour_diff)
     for row in clips.itertuples() if len(clips) else ():
-        index.add(row.clip_id, [int(getattr(row, f"phash_{i}")) for i in range(3)])
+        index.add(row.clip_id, [int(getattr(row, f"phash_{i}")) for i in range(3)], row.thumbs)
 
     work = _Work(clip, cfg)
     outcomes = (
@@ -304,7 +305,7 @@ def run(
 
 # Settings that change what a stored clip is; the store restarts when they change (see ClipStore).
 CLIP_SHAPING = {"shot_threshold", "cut_check_stride", "max_clips_per_shot", "min_motion", "min_brightness",
-                "min_contrast", "dup_max_hamming", "max_pixels", "min_short_side",
+                "min_contrast", "dup_max_hamming", "dup_max_colour_diff", "max_pixels", "min_short_side",
                 "val_fraction", "codec", "crf", "preset", "pix_fmt"}  # fmt: skip
 
 
@@ -341,13 +342,20 @@ def _write(
                     files[src["sha256"]] = uri
                 for row, data in o.clips:
                     sig = [int(row[f"phash_{i}"]) for i in range(3)]
-                    if (twin := index.find(sig)) is not None:
+                    if (twin := index.find(sig, row["thumbs"])) is not None:
                         span = {k: row[k] for k in ("start_s", "end_s", "brightness", "contrast", "motion")}
                         rejects.append(
-                            _reject(uri, "dedup", "near_duplicate", "pHash match", duplicate_of=twin, **span)
+                            _reject(
+                                uri,
+                                "dedup",
+                                "near_duplicate",
+                                "pHash and colour match",
+                                duplicate_of=twin,
+                                **span,
+                            )
                         )
                         continue
-                    index.add(row["clip_id"], sig)
+                    index.add(row["clip_id"], sig, row["thumbs"])
                     kept.append((row, data))
             caption = src.get("caption")
             for row, data in kept:
