@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
-DEMO_VIDEOS ?= 64
+DEMO_VIDEOS ?= 192
 PYTEST_ARGS ?=
 
 I3D := models/i3d/i3d_k400.safetensors

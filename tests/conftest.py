@@ -61,7 +61,7 @@ def ingested(demo, clip_cfg, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("ingested")
     ingest.run(
-        IngestConfig(clip=clip_cfg, ingest=IngestParams(workers=2)),
+        IngestConfig(clip=clip_cfg, ingest=IngestParams(workers=2, val_fraction=0.25)),  # 3 of 10 videos
         demo[0],
         out / "clips",
         out / "ingest.json",

@@ -91,7 +91,7 @@ class IngestParams(Section):
     )
     max_clips_per_shot: int = Field(4, ge=1, description="A long shot yields at most this many clips.")
     val_fraction: float = Field(
-        0.25, ge=0, lt=1, description="Share of source videos held out for validation (split by source)."
+        0.1, ge=0, lt=1, description="Share of source videos held out for validation (split by source)."
     )
     shard_max_clips: int = Field(256, ge=1, description="A shard closes at this many clips ...")
     shard_max_mb: float = Field(512, gt=0, description="... or at this many MiB, whichever comes first.")
@@ -348,7 +348,7 @@ class TrainParams(Section):
 
 class SampleParams(Section):
     steps: int = Field(20, ge=1, description="Euler steps when sampling.")
-    guidance: float = Field(3.0, ge=1.0, description="Classifier-free guidance scale (1 = off).")
+    guidance: float = Field(2.0, ge=1.0, description="Classifier-free guidance scale (1 = off).")
 
 
 class EvaluateParams(Section):

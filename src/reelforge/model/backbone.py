@@ -75,6 +75,7 @@ class TextToVideoModel(nn.Module):
                 time_embed_dim=d.time_embed_dim,
                 heads=d.heads,
                 patch_size=d.patch_size,
+                attention_levels=d.attention_levels,
             )
         elif backbone is None:
             backbone = CogVideoXTransformer3DModel(

@@ -3,11 +3,16 @@
 A transformer over 4x4 patches, trained from scratch on a few dozen clips, learns no spatial coherence in a
 CPU budget (it draws scattered patches; docs/training.md has the measurements). Convolutions bring locality
 for free. This is a factorised 3D U-Net in the spirit of video diffusion U-Nets (spatial 2D convolutions
-per frame, temporal 1D convolutions per pixel, attention at the coarsest level only):
+per frame, temporal 1D convolutions per pixel, attention at the coarsest levels only):
 
-    pixel-unshuffle 2  ->  [ResBlock + temporal conv] x levels, downsampling  ->  bottleneck: spatial
-    self-attention, temporal self-attention, cross-attention to the text tokens  ->  mirrored decoder with
-    skips  ->  pixel-shuffle 2
+    pixel-unshuffle 2  ->  [ResBlock + temporal conv (+ attention)] x levels, downsampling  ->  bottleneck:
+    spatial self-attention, temporal self-attention, cross-attention to the text tokens  ->  mirrored
+    decoder with skips  ->  pixel-shuffle 2
+
+`attention_levels` says how many of the coarsest levels attend: 1 is the bottleneck only; 2 (the demo's
+`tiny-conv`) adds the same attention after the next level's down and up blocks (8 x 8 at 32 x 32), where
+the text reaches the frames at four times as many positions: the demo model's background and colour
+improved with it (docs/training.md).
 
 Every block is FiLM-conditioned on the timestep, the mean text embedding and the frame's index (sinusoidal,
 so any frame count works). Same call as diffusers' CogVideoX transformer, and saved the same way
@@ -55,7 +60,7 @@ class ResBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """Attention where it is cheap (the coarsest grid): over space per frame, over time per position, and
+    """Attention where it is cheap (the coarsest grids): over space per frame, over time per position, and
     from every position to the text tokens."""
 
     def __init__(self, dim: int, text_dim: int, heads: int):
@@ -96,6 +101,7 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
         time_embed_dim: int = 128,
         heads: int = 4,
         patch_size: int = 2,  # pixel-unshuffle factor: H and W must be divisible by patch_size * 2^(levels-1)
+        attention_levels: int = 1,  # the coarsest levels with attention: 1 = the bottleneck only
     ):
         super().__init__()
         self.freq_dim = channels[0]
@@ -118,9 +124,20 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
         for c in reversed(channels):
             self.up.append(ResBlock(cin + c, c, time_embed_dim))
             cin = c
+        # Above the bottleneck, levels len(channels) - attention_levels ... len(channels) - 2 get the same
+        # attention after their down and up blocks: text reaches each frame at a finer grid than 4 x 4.
+        if not 1 <= attention_levels <= len(channels):
+            raise ValueError(f"attention_levels {attention_levels} must be 1 to {len(channels)} (the levels)")
+        attended = range(len(channels) - attention_levels, len(channels) - 1)
+        self.attention = nn.ModuleDict(
+            {f"{side}{i}": Bottleneck(channels[i], text_embed_dim, heads) for i in attended for side in "du"}
+        )
         self.upsample = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for c in reversed(channels[1:]))
         self.norm_out = nn.GroupNorm(_groups(channels[0]), channels[0])
         self.conv_out = nn.Conv2d(channels[0], out_channels * patch_size**2, 3, padding=1)
+
+    def _attend(self, name: str, x: torch.Tensor, text: torch.Tensor, frames: int) -> torch.Tensor:
+        return self.attention[name](x, text, frames) if name in self.attention else x
 
     def forward(
         self,
@@ -147,15 +164,16 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
 
         x = F.pixel_unshuffle(hidden_states.reshape(b * frames, c, h, w), p)
         x = self.conv_in(x)
-        skips = []
-        for block, down in zip(self.down, self.downsample, strict=True):
-            x = block(x, cond, frames)
+        skips, levels = [], len(self.down)
+        for level, (block, down) in enumerate(zip(self.down, self.downsample, strict=True)):
+            x = self._attend(f"d{level}", block(x, cond, frames), encoder_hidden_states, frames)
             skips.append(x)
             if down is not None:
                 x = down(x)
         x = self.mid_block(self.mid(x, encoder_hidden_states, frames), cond, frames)
         for i, block in enumerate(self.up):
             x = block(torch.cat([x, skips.pop()], dim=1), cond, frames)
+            x = self._attend(f"u{levels - 1 - i}", x, encoder_hidden_states, frames)
             if i < len(self.upsample):
                 x = self.upsample[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))
         x = self.conv_out(F.silu(self.norm_out(x)))

@@ -20,6 +20,7 @@ class ModelSize:
     text_layers: int
     backbone: str = "transformer"  # diffusers' CogVideoX transformer, or "conv" (reelforge.model.convnet)
     channels: tuple[int, ...] = ()  # conv: width per level, each level halving the resolution
+    attention_levels: int = 1  # conv: the coarsest levels with self- and text cross-attention
 
     @property
     def spatial_multiple(self) -> int:
@@ -49,6 +50,7 @@ MODEL_SIZES: dict[str, ModelSize] = {
         text_layers=2,
         backbone="conv",
         channels=(32, 64, 128),
+        attention_levels=2,  # 8 x 8 and 4 x 4 at 32 x 32
     ),
     # A quick GPU smoke test.
     "small": ModelSize(

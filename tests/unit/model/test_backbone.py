@@ -68,3 +68,28 @@ def test_pretrained_backbone_is_fine_tuned_in_place_of_the_size_table(tmp_path):
         TextToVideoModel(ModelConfig("tiny", 4, 16, 16, 3, 20, 8), load_backbone(tmp_path / "backbone"))
     raw = apply_overrides({}, [f"train.pretrained_path={tmp_path / 'backbone'}"])
     assert raw["train"]["pretrained_path"] == str(tmp_path / "backbone")
+
+
+def test_conv_backbone_attends_to_the_text_above_the_bottleneck_and_older_ones_still_load(tmp_path):
+    """New conv backbones cross-attend to the text at the two coarsest levels (8 x 8 and 4 x 4 at the
+    demo's size); one saved before `attention_levels` existed has only the bottleneck's and loads as it was
+    trained."""
+    import json
+
+    from reelforge.model.convnet import ConvVideoBackbone
+
+    new = TextToVideoModel(ModelConfig("tiny-conv", 4, 16, 16, 3, 20, 6)).backbone
+    assert new.config.attention_levels == 2 and sorted(new.attention) == ["d1", "u1"]
+    torch.manual_seed(0)
+    old = ConvVideoBackbone(text_embed_dim=8, channels=(8, 16), time_embed_dim=16, heads=2).eval()
+    old.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["attention_levels"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    again = load_backbone(tmp_path)
+    assert again.config.attention_levels == 1 and len(again.attention) == 0
+    x, text, t = torch.randn(1, 4, 3, 16, 16), torch.randn(1, 6, 8), torch.tensor([500.0])
+    assert torch.equal(again(x, text, t)[0], old(x, text, t)[0])
+    assert not torch.allclose(again(x, torch.randn_like(text), t)[0], again(x, text, t)[0])  # text matters
+    with pytest.raises(ValueError, match="attention_levels 3 must be 1 to 2"):
+        ConvVideoBackbone(channels=(8, 16), attention_levels=3)
