@@ -18,6 +18,7 @@ from reelforge.config import (
     ClipParams,
     EvaluateConfig,
     IngestConfig,
+    IngestParams,
     TrainConfig,
 )
 from reelforge.data import ingest
@@ -39,7 +40,9 @@ def test_two_buckets_train_evaluate_and_generate_together(tmp_path, monkeypatch)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     raw, clips = tmp_path / "raw", tmp_path / "clips"
     truth = make_demo_data(raw, videos=12, seed=7, sizes=[(128, 96), (96, 128)])  # landscape, portrait
-    ingest.run(IngestConfig(clip=CLIP), raw, clips, tmp_path / "ingest.json")
+    ingest.run(
+        IngestConfig(clip=CLIP, ingest=IngestParams(val_fraction=0.25)), raw, clips, tmp_path / "ingest.json"
+    )
     manifest = read_manifest(clips)
     sizes = {v["file"]: (v["width"], v["height"]) for v in truth["videos"] if "width" in v}
     for row in manifest.itertuples():  # a 4:3 video goes to the square bucket, a 3:4 one to the portrait
