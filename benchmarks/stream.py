@@ -6,9 +6,11 @@
    processes. Reported: the median seconds per batch of --batch clips the loader delivers on its own, clips/s
    and frames/s per worker; the median step of the plain training loop (benchmarks/train_step.py, model
    --size) on in-memory batches (the baseline, same run) and on the streamed batches; and loader / step.
-2. Peak RSS of training (`reelforge.train.stage.run`, pixel space, --rss-steps steps, each in a fresh
-   process) on stores of --rss-sizes demo-shaped clips; beside it, the float32 tensor that holding the
-   training clips in memory (as before the stream) would take.
+2. Peak RSS of each of --rss-stages, each run in a fresh process: training (`reelforge.train.stage.run`,
+   pixel space, --rss-steps steps) and captioning (`reelforge.caption.stage.run`, --rss-steps captioner
+   steps, then every clip read once), on stores of --rss-sizes demo-shaped clips, half of them with a
+   caption; beside it, the float32 tensor that holding the clips the stage trains on in memory (as both
+   did before the stream) would take.
 
     python benchmarks/stream.py --out reports/bench_stream.json
 """
@@ -46,8 +48,9 @@ def write_store(
     distinct: int = 64, shard_max_clips: int = 256,
 ) -> Path:  # fmt: skip
     """A clip store of `n` clips of `shape` (T, H, W) written as ingest writes one (`ClipStore` parts),
-    cycling over `distinct` encoded clips of CONTENT[kind], 1 in 10 in the val split; and beside it a
-    captions folder (`root.parent / "captions"`). Returns the captions folder."""
+    cycling over `distinct` encoded clips of CONTENT[kind], 1 in 10 in the val split and every other one with
+    a caption in the manifest; and beside it a caption stage's folder, every clip captioned
+    (`root.parent / "captions"`). Returns that folder."""
     t, h, w = shape
     p = IngestParams(**dict(zip(("codec", "pix_fmt", "crf", "preset"), setting.split(":"), strict=True)))
     rng = np.random.default_rng(0)
@@ -60,7 +63,8 @@ def write_store(
         part = part or store.next_part()
         clip_id, data = f"c{i:08d}", encoded[i % len(encoded)]
         row = {"clip_id": clip_id, "split": "val" if i % 10 == 0 else "train", "bucket": f"{w}x{h}x{t}",
-               "num_frames": t, "height": h, "width": w, "encoded_bytes": len(data)}  # fmt: skip
+               "num_frames": t, "height": h, "width": w, "encoded_bytes": len(data),
+               "caption": CAPTION if i % 2 else None}  # fmt: skip
         part.add_clip(row, data, {"clip_id": clip_id})
         if len(part.clips) == shard_max_clips:
             part.commit()
@@ -133,7 +137,9 @@ def throughput(args: argparse.Namespace, scratch: Path) -> list[dict]:
     return rows
 
 
-RSS_SNIPPET = """
+# Each stage run in a fresh process: clips, captions, out dir, steps, batch; prints its peak RSS.
+RSS_SNIPPETS = {
+    "train": """
 import resource, sys
 from reelforge.config import TrainConfig
 from reelforge.train import stage
@@ -142,16 +148,27 @@ cfg = TrainConfig.model_validate({"train": {"steps": int(steps), "batch_size": i
     "val_every_n_steps": 10_000, "sample_every_n_steps": 10_000, "checkpoint_every_n_steps": 10_000}})
 stage.run(cfg, clips, captions, f"{out}/model", f"{out}/reg.json", f"{out}/ckpt")
 print("PEAK", *(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
-"""
+""",
+    "caption": """
+import resource, sys
+from reelforge.caption import stage
+from reelforge.config import CaptionConfig
+clips, captions, out, steps, batch = sys.argv[1:6]
+cfg = CaptionConfig.model_validate({"caption": {"steps": int(steps), "batch_size": int(batch)}})
+stage.run(cfg, clips, f"{out}/captions", f"{out}/caption.json")
+print("PEAK", *(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+""",
+}
 
 
-def training_peak_rss_mib(clips: Path, captions: Path, steps: int, batch: int) -> float:
-    """Peak RSS (MiB) of one training run in a fresh process (its own MLflow SQLite store in a temp dir)."""
+def stage_peak_rss_mib(stage: str, clips: Path, captions: Path, steps: int, batch: int) -> float:
+    """Peak RSS (MiB) of one run of `stage` in a fresh process (its own MLflow SQLite store in a temp dir)."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [str(clips), str(captions), tmp, str(steps), str(batch)]
         out = subprocess.run(
-            [sys.executable, "-c", RSS_SNIPPET, *args], cwd=tmp, capture_output=True, text=True, check=False
-        )
+            [sys.executable, "-c", RSS_SNIPPETS[stage], *args], cwd=tmp, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
     if out.returncode:
         raise RuntimeError(out.stdout[-2000:] + out.stderr[-3000:])
     self_kib, children_kib = (int(v) for v in out.stdout.split("PEAK")[-1].split())
@@ -159,14 +176,20 @@ def training_peak_rss_mib(clips: Path, captions: Path, steps: int, batch: int) -
 
 
 def peak_rss(args: argparse.Namespace, scratch: Path) -> list[dict]:
+    """Per stage and store size: peak RSS, beside what holding the clips it reads in memory would take (as
+    float32 tensors, how training and the captioner held them before the stream)."""
     rows = []
     for n in args.rss_sizes:
         root = scratch / f"rss-{n}" / "clips"
         captions = write_store(root, n, (16, 32, 32), "demo", args.settings[0])
-        mib = training_peak_rss_mib(root, captions, args.rss_steps, args.batch)
-        in_memory = 0.9 * n * 16 * 3 * 32 * 32 * 4 / 2**20  # the training clips as one float32 tensor
-        rows.append({"clips": n, "peak_rss_mib": round(mib, 1), "in_memory_tensor_mib": round(in_memory, 1)})
-        print(f"{n:>8} {mib:>14.1f} {in_memory:>20.1f}", flush=True)
+        for stage in args.rss_stages:
+            mib = stage_peak_rss_mib(stage, root, captions, args.rss_steps, args.batch)
+            # train: its training clips (9 in 10); caption: the captioned training clips (half of those)
+            share = 0.9 if stage == "train" else 0.45
+            in_memory = share * n * 16 * 3 * 32 * 32 * 4 / 2**20
+            rows.append({"stage": stage, "clips": n, "peak_rss_mib": round(mib, 1),
+                         "in_memory_tensor_mib": round(in_memory, 1)})  # fmt: skip
+            print(f"{stage:>8} {n:>8} {mib:>14.1f} {in_memory:>20.1f}", flush=True)
     return rows
 
 
@@ -185,6 +208,7 @@ def main() -> None:
     ap.add_argument("--size", default="tiny-conv", help="model size of the training step (the demo's)")
     ap.add_argument("--rss-sizes", nargs="*", type=int, default=[1000, 10000])
     ap.add_argument("--rss-steps", type=int, default=20)
+    ap.add_argument("--rss-stages", nargs="*", default=["train", "caption"], choices=sorted(RSS_SNIPPETS))
     ap.add_argument("--out", type=Path, default=Path("reports/bench_stream.json"))
     args = ap.parse_args()
 
@@ -192,7 +216,7 @@ def main() -> None:
         print(f"{'shape':>10} {'setting':<24} {'wrk':>3} {'load ms':>9} {'clip/s/w':>9} {'frm/s/w':>9} "
               f"{'step ms':>9} {'streamed':>9} {'ld/step':>8} {'str/mem':>8}")  # fmt: skip
         rows = throughput(args, Path(tmp))
-        print(f"{'clips':>8} {'peak RSS MiB':>14} {'in-memory clips MiB':>20}")
+        print(f"{'stage':>8} {'clips':>8} {'peak RSS MiB':>14} {'in-memory clips MiB':>20}")
         rss = peak_rss(args, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"throughput": rows, "peak_rss": rss, "args": {k: str(v) for k, v in vars(args).items()}}

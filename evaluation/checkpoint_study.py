@@ -85,7 +85,8 @@ def main() -> None:
     real_videos = np.stack([clips[c] for c in val_ids])
     ex = Extractors.load(ev, args.captions)
     real = RealSet.of(ex, real_videos)
-    pixel = PixelCheck.of(ev, GroundTruth(args.ground_truth), manifest, val_ids, real_videos)
+    truth = GroundTruth(args.ground_truth)
+    pixel = PixelCheck.of(ev, truth, manifest, val_ids, lambda ids: np.stack([clips[c] for c in ids]))
     prompts = [p for p in read_prompts(args.prompts) for _ in range(ev.samples_per_prompt)]
     seeds = [ev.seed + i for i in range(len(prompts))]
 

@@ -192,6 +192,12 @@ class ReadParams(Section):
         description="Where the store's shards are read from: None, the clip store itself; or an fsspec URL "
         "holding a copy of its `shards/` (e.g. s3://bucket/clips). The manifest is always the store's.",
     )
+    loader_workers: int = Field(
+        0,
+        ge=0,
+        description="DataLoader worker processes (per rank, in training) that read and decode clips; 0: in "
+        "the stage's own process. Batches and results are the same for any number (docs/data.md, Reading).",
+    )
 
 
 class CaptionParams(Section):
@@ -288,12 +294,6 @@ class TrainParams(Section):
         description="Fixed prompts sampled (EMA weights, fixed seeds) during training.",
     )
     log_every_n_steps: int = Field(1, ge=1, description="MLflow metrics interval.")
-    loader_workers: int = Field(
-        0,
-        ge=0,
-        description="DataLoader worker processes per rank that read and decode clips (0: in the training "
-        "process). The batches are the same for any number (docs/data.md, Reading).",
-    )
     seed: int = 0
 
     @property

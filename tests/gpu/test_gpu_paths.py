@@ -29,7 +29,11 @@ def captions(ingested, tmp_path_factory):
     "launch",
     [
         {"precision": "bf16-mixed", "compile": True, "gradient_checkpointing": True, "model_size": "tiny"},
-        {"precision": "32", "model_size": "tiny", "loader_workers": 2},  # decoding workers, pinned memory
+        {
+            "precision": "32",
+            "model_size": "tiny",
+            "read": {"loader_workers": 2},
+        },  # decoding workers, pinned memory
         {"precision": "bf16-mixed", "compile": True, "model_size": "tiny-conv"},
         {
             "precision": "bf16-mixed",
@@ -46,11 +50,14 @@ def test_training_on_gpu_samples_registers_and_serves_in_bf16(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    launch = dict(launch)
+    read = launch.pop("read", {})
     cfg = TrainConfig.model_validate(
         {
             "train": {"steps": 4, "batch_size": 4, "accelerator": "gpu", "sample_every_n_steps": 2,
                       "sample_prompts": ["a red circle moves left"], **launch},
             "sample": {"steps": 2},
+            "read": read,
         }
     )  # fmt: skip
     result = train.run(cfg, ingested, captions, tmp_path / "t2v", tmp_path / "reg.json", tmp_path / "ckpt")

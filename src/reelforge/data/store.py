@@ -14,12 +14,15 @@ import logging
 import os
 import shutil
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
 import fsspec
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from reelforge.data.video import decode_bytes
 from reelforge.files import write_json_atomic
@@ -247,6 +250,16 @@ class StoredClips:
                 self.check_budget()
             return None
 
+    def record(self, failures: list[dict]) -> None:
+        """Count failures met by another process's copy (a DataLoader worker's) here, each clip once, and
+        check the budget."""
+        for u in failures:
+            i = int(np.flatnonzero(self.clip_ids == u["clip_id"])[0])
+            if i not in self._failed:
+                self._failed.add(i)
+                self.unreadable.append(u)
+        self.check_budget()
+
     def check_budget(self) -> None:
         if len(self.unreadable) > self.max_unreadable * len(self):
             listed = "; ".join(f"{u['shard']}:{u['member']} ({u['error']})" for u in self.unreadable[:5])
@@ -256,19 +269,83 @@ class StoredClips:
             )
 
 
+class ClipBatches(Dataset):
+    """Stored clips a batch at a time, for a DataLoader with `batch_size=None` and a sampler of index arrays:
+    item `idx` is (the indices that decoded, their (B, T, H, W, 3) uint8 frames, or resampled to `shape`,
+    and the failures met). The failures travel with the batch, so the reading process counts them against
+    the budget whichever worker met them (`stream_clips`)."""
+
+    def __init__(self, stored: StoredClips, shape: tuple[int, int, int, int] | None = None):
+        self.stored, self.shape = stored, shape
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def __getitem__(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[dict]]:
+        met = len(self.stored.unreadable)
+        kept, frames = [], []
+        for i in idx:
+            if (f := self.stored.frames(int(i), enforce_budget=False)) is not None:
+                kept.append(int(i))
+                frames.append(f if self.shape is None else resample(f, self.shape))
+        return np.array(kept, np.int64), np.stack(frames) if frames else None, self.stored.unreadable[met:]
+
+
+def _as_read(batch: tuple) -> tuple:
+    return batch  # the arrays as ClipBatches made them (the default would turn them into tensors)
+
+
+def stream_clips(
+    stored: StoredClips,
+    batches: Iterable[np.ndarray],
+    workers: int = 0,
+    shape: tuple[int, int, int, int] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(indices, (B, T, H, W, 3) uint8 frames) of `stored`'s clips, batch by batch in the order of `batches`
+    (index arrays), decoded in `workers` DataLoader processes (0: this one): nothing but the batches in
+    flight is held. Clips that fail to decode are left out of their batch and recorded in `stored`, which
+    raises UnreadableClips once they pass its budget."""
+    loader = DataLoader(
+        ClipBatches(stored, shape), batch_size=None, sampler=batches, num_workers=workers, collate_fn=_as_read
+    )
+    for kept, frames, failed in loader:
+        stored.record(failed)
+        if len(kept):
+            yield kept, frames
+
+
+def in_shard_order(stored: StoredClips, batch_size: int) -> list[np.ndarray]:
+    """Every clip of `stored`, in batches of one clip shape that read each shard front to back."""
+    t, h, w = stored.shape.T
+    order = np.lexsort((stored.offset, stored.shard, w, h, t))
+    same = np.split(order, np.flatnonzero(np.diff(stored.shape[order], axis=0).any(axis=1)) + 1)
+    return [part[i : i + batch_size] for part in same for i in range(0, len(part), batch_size)]
+
+
+def resample(frames: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> `shape` (T', H', W', 3): evenly spaced frames, resized (antialiased bilinear).
+    A clip of that shape already is returned as it is."""
+    if frames.shape == tuple(shape):
+        return frames
+    t, h, w, _ = shape
+    x = torch.from_numpy(frames[np.linspace(0, len(frames) - 1, t).round().astype(int)]).permute(0, 3, 1, 2)
+    x = torch.nn.functional.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def load_clips(
     clips_dir: str | Path,
     clip_ids: list[str] | None = None,
     max_unreadable: float = 0.0,
     url: str | None = None,
 ) -> Clips:
-    """The given clips (all when None), decoded into memory: for sets known to be small (the validation
-    clips an evaluation scores); training streams instead (`StoredClips`). Unreadable clips are skipped
+    """The given clips (all when None), decoded into memory: for sets known to be small (a study's
+    validation clips, a test's); the stages stream instead (`stream_clips`). Unreadable clips are skipped
     and reported within `max_unreadable`, as `StoredClips` does, with every failure named."""
     stored = StoredClips(clips_dir, clip_ids, max_unreadable, url)
-    order = np.lexsort((stored.offset, stored.shard))  # each shard front to back
-    out = {stored.clip_ids[i]: f for i in order if (f := stored.frames(i, enforce_budget=False)) is not None}
-    stored.check_budget()
+    out = {}
+    for kept, frames in stream_clips(stored, in_shard_order(stored, 64)):
+        out.update(zip(stored.clip_ids[kept], frames, strict=True))
     return Clips(out, stored.unreadable)
 
 

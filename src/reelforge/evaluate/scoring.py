@@ -15,6 +15,7 @@ appear only when local I3D / CLIP weights are given.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,13 @@ from reelforge.evaluate.metrics import (
 )
 from reelforge.evaluate.pixelcheck import GroundTruth, check_videos
 from reelforge.model.text import decode, encode
+
+# (N, T, H, W, 3) uint8 videos: one array, or batches of them (a stream from the store), in clip order.
+Videos = np.ndarray | Iterable[np.ndarray]
+
+
+def batches_of(videos: Videos) -> Iterable[np.ndarray]:
+    return [videos] if isinstance(videos, np.ndarray) else videos
 
 
 @dataclass
@@ -85,9 +93,13 @@ class RealSet:
     i3d_metric: str = "fvd"  # fvd_custom when the I3D is not the pinned standard one
 
     @classmethod
-    def of(cls, extractors: Extractors, videos: np.ndarray) -> RealSet:
-        i3d = extractors.i3d
-        return cls(extractors.features(videos)[0], i3d(videos) if i3d else None, i3d.metric if i3d else "fvd")
+    def of(cls, extractors: Extractors, videos: Videos) -> RealSet:
+        """The features of `videos`, computed a batch at a time (only the features are kept)."""
+        i3d, ref, i3d_feats = extractors.i3d, [], []
+        for batch in batches_of(videos):
+            ref.append(extractors.features(batch)[0])
+            i3d_feats += [i3d(batch)] if i3d else []
+        return cls(torch.cat(ref), torch.cat(i3d_feats) if i3d else None, i3d.metric if i3d else "fvd")
 
     @property
     def half(self) -> int:
@@ -143,31 +155,43 @@ class Scored:
 
 def score_videos(
     ex: Extractors,
-    videos: np.ndarray,
+    videos: Videos,
     prompts: list[str],
     real: RealSet | None,
     bootstrap: int = 0,
     seed: int = 0,
 ) -> Scored:
-    """Metrics of (N, T, H, W, 3) videos against their prompts and, when given, the real set: the distance
-    at all N (`fvd_ref`, for comparing models at equal N) and at the floor's n (`fvd_ref_floor_n`)."""
-    ref = ex.ref
-    feats, emb = ex.features(videos)
+    """Metrics of N videos against their prompts and, when given, the real set: the distance at all N
+    (`fvd_ref`, for comparing models at equal N) and at the floor's n (`fvd_ref_floor_n`). The videos are
+    measured a batch at a time; only per-clip values are kept."""
+    ref, n = ex.ref, 0
+    feats, emb, read_back, clip, i3d = [], [], [], [], []
+    for batch in batches_of(videos):
+        f, e = ex.features(batch)
+        feats.append(f)
+        emb.append(e)
+        with torch.no_grad():
+            read_back += [decode(ref.tokenizer, s) for s in ref.model.generate(frames_to_tensor(batch))]
+        clip += [ex.clip(batch, prompts[n : n + len(batch)])] if ex.clip is not None else []
+        i3d += [ex.i3d(batch)] if ex.i3d is not None and real is not None else []
+        n += len(batch)
+    if n != len(prompts):
+        raise ValueError(f"{n} videos for {len(prompts)} prompts")
+    feats = torch.cat(feats)
     with torch.no_grad():
         text = ref.model.text_embedding(encode(ref.tokenizer, prompts, ref.model.cfg.max_tokens))
-        read_back = [decode(ref.tokenizer, s) for s in ref.model.generate(frames_to_tensor(videos))]
-    clip_ref = clip_style_score(emb, text)
+    clip_ref = clip_style_score(torch.cat(emb), text)
     scores = _mean_scores("clip_score_ref", clip_ref, bootstrap, seed)
     scores |= _mean_scores("caption_match_ref", caption_shares(read_back, prompts), bootstrap, seed)
     if ex.clip is not None:
-        scores |= _mean_scores("clip_score", ex.clip(videos, prompts), bootstrap, seed)
+        scores |= _mean_scores("clip_score", torch.cat(clip), bootstrap, seed)
     if real is not None:  # the distances at the floor's n only where there is a floor (2+ clips a half)
         scores |= _fd_scores("fvd_ref", real.ref, feats, bootstrap, seed)
-        pick, h = real.generated_subset(len(videos), seed), real.half
+        pick, h = real.generated_subset(n, seed), real.half
         if h >= 2:
             scores |= _fd_scores("fvd_ref_floor_n", real.ref[:h], feats[pick], bootstrap, seed)
         if ex.i3d is not None:
-            i3d = ex.i3d(videos)
+            i3d = torch.cat(i3d)
             name = real.i3d_metric
             scores |= _fd_scores(name, real.i3d, i3d, bootstrap, seed)
             if h >= 2:
@@ -188,14 +212,15 @@ class PixelCheck:
     @classmethod
     def of(
         cls, cfg: EvaluateParams, truth: GroundTruth, manifest: pd.DataFrame, val_ids: list[str],
-        real_videos: np.ndarray,
+        real_videos: Callable[[list[str]], Videos],
     ) -> PixelCheck:  # fmt: skip
+        """Validated on the clips of `val_ids` that the ground truth labels, read by `real_videos(ids)`."""
         if truth.palette is None:
             raise ValueError("the ground-truth file has no palette: rewrite it with `reelforge demo-data`")
         labels = truth.label_clips(manifest)
-        keep = [i for i, c in enumerate(val_ids) if c in labels]
+        keep = [c for c in val_ids if c in labels]
         check = cls(truth, {}, cfg.bootstrap, cfg.seed)
-        check.real_accuracy = check._scores(real_videos[keep], [labels[val_ids[i]] for i in keep])
+        check.real_accuracy = check._scores(real_videos(keep), [labels[c] for c in keep]) if keep else {}
         return check
 
     def scores(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
@@ -204,8 +229,14 @@ class PixelCheck:
         keep = [i for i, w in enumerate(wanted) if w is not None]
         return self._scores(videos[keep], [wanted[i] for i in keep]) if keep else {}
 
-    def _scores(self, videos: np.ndarray, wanted: list[dict[str, str]]) -> dict[str, float]:
-        right = check_videos(videos, wanted, self.truth.palette)
+    def _scores(self, videos: Videos, wanted: list[dict[str, str]]) -> dict[str, float]:
+        parts, n = [], 0
+        for batch in batches_of(videos):
+            parts.append(check_videos(batch, wanted[n : n + len(batch)], self.truth.palette))
+            n += len(batch)
+        if n != len(wanted):
+            raise ValueError(f"{n} videos for {len(wanted)} ground-truth labels")
+        right = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         scores = {}
         for name, r in right.items():
             scores |= _mean_scores(f"pixel_{name}_acc", r.astype(float), self.bootstrap, self.seed)

@@ -9,6 +9,7 @@ bucket with at least 2 validation clips is scored the same way at its own shape,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from reelforge.caption.captioner import read_captions
 from reelforge.config import EvaluateConfig, EvaluateParams, ReadParams
-from reelforge.data.store import load_clips, read_manifest
+from reelforge.data.store import StoredClips, read_manifest, stream_clips
 from reelforge.evaluate.metrics import paired_fd_deltas, paired_mean_deltas
 from reelforge.evaluate.pixelcheck import GroundTruth, chance
 from reelforge.evaluate.record import log_samples, log_side_by_side, record_on_version
@@ -118,21 +119,15 @@ PAIRED = ("fvd_ref_delta", "clip_score_ref_delta")
 
 @dataclass
 class _RealSide:
-    videos: np.ndarray  # (N, T, H, W, 3) the real validation clips of the headline bucket
-    bucket: str  # its name, width x height x frames
-    set: RealSet
+    bucket: str  # the headline bucket's name, width x height x frames
+    shape: tuple[int, int, int]  # (frames, width, height) its clips have, and generated clips are made at
+    set: RealSet  # the features of its real validation clips
     scores: dict[str, float]  # their own scores against their given captions (and the pixel check's accuracy)
     floors: dict[str, float]  # real-vs-real split-half distances (empty: too few clips)
     given_captions: int  # how many of them carry a given (human) caption, the clip-score baseline's n
     pixel: PixelCheck | None
     train_captions: frozenset[str]  # lower-cased captions of the training clips (prompts must not be one)
     others: dict[str, tuple[tuple[int, int, int], RealSet]]  # other buckets: (frames, width, height), clips
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(frames, width, height) the headline bucket's clips are generated at."""
-        t, h, w, _ = self.videos.shape[1:]
-        return t, w, h
 
     def log(self) -> None:
         """Into the active run: the real clips' own scores, the floors and the pixel check's chance levels."""
@@ -141,6 +136,32 @@ class _RealSide:
         if self.pixel:
             chances = chance(self.pixel.truth.attributes)
             mlflow.log_metrics({f"chance.pixel_{a}_acc": v for a, v in chances.items()})
+
+
+class _ValClips:
+    """The validation clips, streamed from the store a batch at a time whenever a score asks for them: an
+    evaluation holds their features, never the clips. A clip that does not decode is skipped and named
+    (within `read.max_unreadable`); `readable` leaves out those met so far."""
+
+    def __init__(self, clips_dir: Path, ids: list[str], read: ReadParams):
+        self.stored = StoredClips(clips_dir, ids, read.max_unreadable, read.shards_url)
+        self.index = {c: i for i, c in enumerate(self.stored.clip_ids)}
+        self.workers = read.loader_workers
+
+    def __call__(self, ids: list[str]) -> Iterator[np.ndarray]:
+        """The clips `ids` (decodable ones) as (B, T, H, W, 3) uint8 batches, in the order given."""
+        pos = np.array([self.index[c] for c in ids], np.int64)
+        batches = [pos[i : i + READ_BATCH] for i in range(0, len(pos), READ_BATCH)]
+        for _, frames in stream_clips(self.stored, batches, self.workers):
+            yield frames
+
+    def readable(self, ids: list[str]) -> list[str]:
+        failed = {u["clip_id"] for u in self.stored.unreadable}
+        return [c for c in ids if c not in failed]
+
+
+# Validation clips decoded and scored at once.
+READ_BATCH = 64
 
 
 def _real_side(
@@ -157,37 +178,39 @@ def _real_side(
             "evaluation needs at least 2 validation clips of one bucket; raise ingest.val_fraction or add "
             "videos"
         )
-    clips = load_clips(clips_dir, list(val.clip_id), read.max_unreadable, read.shards_url)
-    val = val[val.clip_id.isin(clips.keys())]
-    others = {}
-    for name in counts.index[1:]:
+    clips = _ValClips(clips_dir, list(val.clip_id), read)
+    sets, shapes = {}, {}
+    for name in counts.index:  # features first: they read every clip, so `readable` knows them all after
         rows = val[val.bucket == name]
+        first = rows.iloc[0]
+        shapes[name] = (int(first.num_frames), int(first.width), int(first.height))
         if len(rows) >= 2:
-            first = rows.iloc[0]
-            shape = (int(first.num_frames), int(first.width), int(first.height))
-            others[name] = shape, RealSet.of(ex, np.stack([clips[c] for c in rows.clip_id]))
-    val = val[val.bucket == counts.index[0]]
-    videos = np.stack([clips[c] for c in val.clip_id])
-    real = RealSet.of(ex, videos)
+            sets[name] = RealSet.of(ex, clips(list(rows.clip_id)))
+    headline = counts.index[0]
+    others = {n: (shapes[n], s) for n, s in sets.items() if n != headline and len(s.ref) >= 2}
+    ids = clips.readable(list(val[val.bucket == headline].clip_id))
     captions = read_captions(captions_dir).set_index("clip_id")
-    given = [i for i, c in enumerate(val.clip_id) if captions.caption_source[c] == "given"]
+    given = [c for c in ids if captions.caption_source[c] == "given"]
     scores = {}
     if len(given) >= 2:
-        texts = [captions.caption[val.clip_id.iloc[i]] for i in given]
-        scores = score_videos(ex, videos[given], texts, None, ev.bootstrap, ev.seed).scores
+        texts = [captions.caption[c] for c in given]
+        scores = score_videos(ex, clips(given), texts, None, ev.bootstrap, ev.seed).scores
     pixel = None
     has_truth = ground_truth_path and Path(ground_truth_path).is_file()
     truth = GroundTruth(ground_truth_path) if has_truth else None
     if truth and truth.palette is None:  # written before palettes were recorded: no check, and say why
         print(f"pixel check off: {ground_truth_path} has no palette (rewrite it with `reelforge demo-data`)")
     elif truth:
-        pixel = PixelCheck.of(ev, truth, manifest, list(val.clip_id), videos)
+        pixel = PixelCheck.of(ev, truth, manifest, ids, clips)
         scores |= pixel.real_accuracy
     train_captions = frozenset(
         c.lower() for c in captions.caption[manifest[manifest.split == "train"].clip_id]
     )
+    real = sets[headline]
     floors = real.floors(ev.bootstrap, ev.seed)
-    return _RealSide(videos, counts.index[0], real, scores, floors, len(given), pixel, train_captions, others)
+    return _RealSide(
+        headline, shapes[headline], real, scores, floors, len(given), pixel, train_captions, others
+    )
 
 
 def _score_version(
@@ -239,7 +262,7 @@ def _protocol(
     prompts: list[str],
 ) -> dict:  # fmt: skip
     """What produced every number of this run (each version's own sampling settings are logged beside)."""
-    ev, n_real = cfg.evaluate, len(real.videos)
+    ev, n_real = cfg.evaluate, len(real.set.ref)
     return {
         "extractor": ex.ref.name,
         "extractor_sha256": ex.ref.sha256,

@@ -4,7 +4,7 @@ Clips come in several shapes (the `clip.buckets` table): each sample carries its
 index into `shapes`), and a batch is always of one bucket (`reelforge.train.module.BatchStream`).
 
 Pixel space: clips streamed from the store (`StreamedPixels`): a batch is decoded when the data stream asks
-for it, in DataLoader workers when `train.loader_workers` > 0, so memory does not grow with the dataset.
+for it, in DataLoader workers when `read.loader_workers` > 0, so memory does not grow with the dataset.
 Latent space: the frozen autoencoder's latents (`BucketedTensor`), computed once (the clips streamed through
 it in chunks of one bucket) and cached under the latent-cache folder by a key of the autoencoder weights and
 the clips, so a rerun (or another rank) reads them instead of encoding again; they are held in memory.

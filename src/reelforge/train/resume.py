@@ -25,7 +25,7 @@ LAST_CKPT, RUN_FILE = "last.ckpt", "run.json"
 LAUNCH_KEYS = {
     "accelerator", "devices", "num_nodes", "strategy", "compile", "gradient_checkpointing",
     "accumulate_grad_batches", "log_every_n_steps", "val_every_n_steps", "checkpoint_every_n_steps",
-    "sample_every_n_steps", "sample_prompts", "loader_workers",
+    "sample_every_n_steps", "sample_prompts",
 }  # fmt: skip
 
 

@@ -79,7 +79,7 @@ def run(
         tags=run_tags("train") | {"git_commit": git_commit()},
     )
     trainer = make_trainer(train, logger, callbacks(cfg, pipeline, data, ckpt_dir), data.val_x is not None)
-    train_loader, val_loader = _loaders(train, data, trainer, resume)
+    train_loader, val_loader = _loaders(train, cfg.read.loader_workers, data, trainer, resume)
     if trainer.is_global_zero:
         _open_run(cfg, ckpt_dir, key, resume, logger, model, data)
 
@@ -117,17 +117,17 @@ def _unsharded(trainer: L.Trainer, train: TrainParams, data: TrainData) -> TextT
 
 
 def _loaders(
-    train: TrainParams, data: TrainData, trainer: L.Trainer, resume: ResumePoint
+    train: TrainParams, workers: int, data: TrainData, trainer: L.Trainer, resume: ResumePoint
 ) -> tuple[DataLoader, DataLoader | None]:
     """The endless step-indexed training stream of this rank, from the resumed step; validation batches.
-    Both decode in `loader_workers` worker processes (none: in this process)."""
+    Both decode in `read.loader_workers` worker processes (none: in this process)."""
     stream = BatchStream(
         data.train_x, data.train_ids, train.micro_batch, train.seed, trainer.global_rank,
         trainer.world_size, start=resume.step * train.accumulate_grad_batches,
     )  # fmt: skip
     workers = {
-        "num_workers": train.loader_workers,
-        "persistent_workers": train.loader_workers > 0,
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
         "pin_memory": train.accelerator != "cpu" and torch.cuda.is_available(),
     }
     val = None

@@ -4,7 +4,7 @@ import pytest
 
 from reelforge.caption import stage as caption
 from reelforge.caption.captioner import load_captioner, read_captions, weights_sha256
-from reelforge.config import CaptionConfig, CaptionParams
+from reelforge.config import CaptionConfig, CaptionParams, ReadParams
 from reelforge.data.store import read_manifest
 
 
@@ -24,6 +24,20 @@ def test_caption_stage_captions_every_clip(ingested, tmp_path):
     assert len(model_rows) == (~given).sum() and set(model_rows.captioner) == {result.captioner}
     ref = load_captioner(tmp_path / "captions" / "captioner")
     assert ref.sha256 == weights_sha256(tmp_path / "captions" / "captioner") and ref.name == result.captioner
+
+
+def test_captioning_in_reading_workers_writes_the_same_captions_and_weights(ingested, tmp_path):
+    """Clips decoded in 2 DataLoader processes, a batch at a time, train the same captioner and caption the
+    same way as read in the stage's own process: workers change where clips are decoded, not what."""
+    out = {}
+    for workers in (0, 2):
+        cfg = CaptionConfig(caption=CaptionParams(steps=6), read=ReadParams(loader_workers=workers))
+        caption.run(cfg, ingested, tmp_path / f"c{workers}", tmp_path / f"c{workers}.json")
+        out[workers] = (
+            read_captions(tmp_path / f"c{workers}"),
+            weights_sha256(tmp_path / f"c{workers}/captioner"),
+        )
+    assert out[0][1] == out[2][1] and out[0][0].equals(out[2][0])
 
 
 def test_captioner_needs_captioned_clips(ingested, tmp_path):

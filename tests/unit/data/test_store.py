@@ -16,7 +16,15 @@ from pydantic import ValidationError
 
 from reelforge.config import Bucket, ClipParams, IngestConfig, IngestParams
 from reelforge.data import ingest
-from reelforge.data.store import OldStoreFormat, StoredClips, UnreadableClips, load_clips, read_manifest
+from reelforge.data.store import (
+    OldStoreFormat,
+    StoredClips,
+    UnreadableClips,
+    in_shard_order,
+    load_clips,
+    read_manifest,
+    stream_clips,
+)
 from reelforge.data.video import decode_bytes, encode_mp4, psnr_db
 
 
@@ -165,3 +173,34 @@ def test_an_unreadable_clip_is_named_and_skipped_within_the_budget(ingested, tmp
     clips = load_clips(store, max_unreadable=1 / n)
     assert len(clips) == n - 1 and member.removesuffix(".mp4") not in clips
     assert [(u["shard"], u["member"]) for u in clips.unreadable] == [("shards/000000.tar", member)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_batches_come_in_order_and_failures_in_workers_count_once(ingested, tmp_path, workers):
+    store = tmp_path / "clips"
+    shutil.copytree(ingested, store)
+    member = _damage(store, "zeros")
+    stored = StoredClips(store, max_unreadable=0.5)
+    bad = int(np.flatnonzero(stored.clip_ids == member.removesuffix(".mp4"))[0])
+    good = [i for i in range(len(stored)) if i != bad]
+    batches = [np.array([good[2], bad, good[0]]), np.array([bad, good[1]]), np.array([good[3]])]
+    got = list(stream_clips(stored, batches, workers))
+    assert [k.tolist() for k, _ in got] == [
+        [good[2], good[0]],
+        [good[1]],
+        [good[3]],
+    ]  # order kept, bad left out
+    for kept, frames in got:
+        assert np.array_equal(frames, np.stack([stored.frames(int(i)) for i in kept]))
+    assert [u["member"] for u in stored.unreadable] == [member]  # met twice, in any process: counted once
+    with pytest.raises(UnreadableClips, match=member):  # the budget is the reading process's
+        list(stream_clips(StoredClips(store, max_unreadable=0), batches, workers))
+
+
+def test_shard_order_batches_hold_one_clip_shape(tmp_path):
+    stored = StoredClips.__new__(StoredClips)  # the index alone: shapes and byte ranges
+    stored.shape = np.array([[16, 32, 48], [16, 32, 32], [16, 32, 48], [16, 32, 32], [16, 32, 32]])
+    stored.shard = np.array(["b", "a", "a", "a", "b"])
+    stored.offset = np.array([0, 9, 5, 0, 7])
+    batches = in_shard_order(stored, 2)
+    assert [b.tolist() for b in batches] == [[3, 1], [4], [2, 0]]
