@@ -62,12 +62,13 @@ class GenerateRequest(BaseModel):
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     num_frames: int | None = Field(
-        None, ge=2, le=LIMITS["max_num_frames"], description="Frames to generate (default: the model's)."
-    )
+        None, ge=2, le=LIMITS["max_num_frames"],
+        description="Frames to generate (default: what the model trained at this width x height).",
+    )  # fmt: skip
     width: int | None = Field(
         None, ge=8, le=4096,
-        description="Width in pixels (default: the model's); width x height must be a size the model was "
-        "trained at (GET /v1/model lists them as `sizes`).",
+        description="Width in pixels (default: the model's); width x height x num_frames must be a shape "
+        "the model was trained at (GET /v1/model lists them as `shapes`).",
     )  # fmt: skip
     height: int | None = Field(None, ge=8, le=4096, description="Height in pixels (default: the model's).")
     steps: int | None = Field(
@@ -295,6 +296,7 @@ class Generator:
                 "fps": new.fps,
                 "resolution": [new.height, new.width],  # the default
                 "sizes": [list(s) for s in new.sizes],  # (width, height) it may generate at
+                "shapes": [list(s) for s in new.shapes],  # (width, height, frames): what it trained at
                 "device": str(next(new.model.parameters()).device),
                 "autocast": config.get("autocast"),
             }
@@ -483,16 +485,14 @@ class Generator:
 
     def _check(self, req: GenerateRequest, pipeline: TextToVideoPipeline | None) -> dict:
         """The frame count and size to generate. The schema holds the fixed limits; what depends on the
-        served model (its autoencoder's temporal compression, the sizes it was trained at) is a 422 here, in
-        the same ErrorBody."""
+        served model (the shapes it was trained at, its clips' buckets) is a 422 here, in the same ErrorBody,
+        naming the field: the size when it was not trained, else the frame count."""
         if pipeline is None:
             raise HTTPException(503, "no model loaded yet")
-        num_frames = req.num_frames or pipeline.num_frames
-        if problem := pipeline.frames_problem(num_frames):
-            _invalid("num_frames", problem)
-        width, height = req.width or pipeline.width, req.height or pipeline.height
-        if problem := pipeline.size_problem(width, height):
-            _invalid("width" if req.width else "height", problem)
+        num_frames, width, height = pipeline.resolve(req.num_frames, req.width, req.height)
+        if problem := pipeline.shape_problem(num_frames, width, height):
+            size_trained = (width, height) in pipeline.sizes
+            _invalid("num_frames" if size_trained else "width" if req.width else "height", problem)
         return {"num_frames": num_frames, "width": width, "height": height}
 
 

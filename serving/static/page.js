@@ -31,10 +31,11 @@ async function loadModel() {
     $("model").textContent = `model: ${r.status} ${await problem(r)}`;
     return;
   }
-  const { model_name, version, num_frames, sizes } = await r.json();
-  $("model").textContent = `${model_name} v${version} · ${num_frames} frames`;
-  // The sizes the model was trained at (width x height), its default first.
-  $("size").replaceChildren(...sizes.map(([w, h]) => new Option(`${w}×${h}`, `${w}x${h}`)));
+  const { model_name, version, shapes } = await r.json();
+  $("model").textContent = `${model_name} v${version}`;
+  // The shapes the model was trained at (width x height x frames), its default first.
+  const option = ([w, h, t]) => new Option(`${w}×${h} · ${t} frames`, `${w}x${h}x${t}`);
+  $("size").replaceChildren(...shapes.map(option));
 }
 
 function number(id) {
@@ -49,9 +50,9 @@ async function generate(event) {
   $("go").disabled = true;
   const body = {
     prompt: $("prompt").value, seed: number("seed") ?? 0, steps: number("steps"),
-    guidance: number("guidance"), num_frames: number("frames"), format: $("format").value,
+    guidance: number("guidance"), format: $("format").value,
   };
-  if ($("size").value) [body.width, body.height] = $("size").value.split("x").map(Number);
+  if ($("size").value) [body.width, body.height, body.num_frames] = $("size").value.split("x").map(Number);
   try {
     const r = await fetch("v1/videos", { method: "POST", headers: headers(), body: JSON.stringify(body) });
     if (r.status !== 202) {

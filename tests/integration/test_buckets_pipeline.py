@@ -71,8 +71,12 @@ def test_two_buckets_train_evaluate_and_generate_together(tmp_path, monkeypatch)
     assert pipeline.sizes[0] == default and set(pipeline.sizes) == {(32, 32), (32, 48)}
     tall = pipeline.generate(["a red circle moves up"], [0], steps=2, width=32, height=48)
     assert tall.shape == (1, 16, 48, 32, 3)
-    with pytest.raises(ValueError, match=r"48x32 is not a size this model was trained at; use one of 32x"):
+    with pytest.raises(
+        ValueError, match=r"48x32x16 is not a shape this model was trained at; use one of 32x"
+    ):
         pipeline.generate(["a red circle moves up"], [0], steps=2, width=48, height=32)
+    with pytest.raises(ValueError, match=r"32x48x8 is not a shape this model was trained at"):
+        pipeline.generate(["a red circle moves up"], [0], steps=2, width=32, height=48, num_frames=8)
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(

@@ -54,8 +54,8 @@ def served(tmp_path_factory):
     tokenizer = PromptTokenizer(train_tokenizer([PROMPT]), 12)
     model = TextToVideoModel(ModelConfig("tiny-conv", 8, 32, 32, 3, tokenizer.tok.get_vocab_size(), 12))
     pipeline = TextToVideoPipeline(
-        model.eval(), tokenizer, Autoencoder(None), SchedulerParams(), 8.0, 8, 4, 3.0, sizes=[(48, 32)]
-    )  # trained at 32x32 and 48x32
+        model.eval(), tokenizer, Autoencoder(None), SchedulerParams(), 8.0, 8, 4, 3.0, shapes=[(48, 32, 8)]
+    )  # trained at 32x32x8 and 48x32x8
     pipeline.save_pretrained(root / "t2v")
     with mlflow.start_run():
         version = log_and_register(root / "t2v", cfg.registry.model_name)
@@ -157,8 +157,12 @@ def test_bad_requests_get_a_4xx_that_says_what_to_change_in_one_body_shape(serve
     status, body = post(json={"prompt": PROMPT, "width": 40})  # a size the model was not trained at
     assert status == 422 and body["errors"][0]["loc"] == ["body", "width"]
     assert body["errors"][0]["msg"] == (
-        "40x32 is not a size this model was trained at; use one of 32x32, 48x32 (width x height)"
+        "40x32x8 is not a shape this model was trained at; use one of 32x32x8, 48x32x8 "
+        "(width x height x frames)"
     )
+    status, body = post(json={"prompt": PROMPT, "width": 48, "num_frames": 16})  # a size, not its frames
+    assert status == 422 and body["errors"][0]["loc"] == ["body", "num_frames"]
+    assert body["errors"][0]["msg"].startswith("48x32x16 is not a shape this model was trained at")
     status, body = post(content=b'{"prompt": ', headers={"content-type": "application/json"})
     assert status == 422 and body["errors"][0]["type"] == "json_invalid"
     status, body = post(content=b"{" + b" " * 100_000 + b"}", headers={"content-type": "application/json"})
@@ -176,8 +180,9 @@ def test_bad_requests_get_a_4xx_that_says_what_to_change_in_one_body_shape(serve
 def test_the_api_keeps_its_openapi_contract(served):
     """Schemathesis: schema-valid and schema-invalid requests to every operation (bounded), with an API key
     configured (it also sends wrong ones); no 5xx, and every answer (status, content type, body) is one the
-    OpenAPI document declares. A schema-valid width or height may still be refused (422): the size must be
-    one the served model was trained at, which the fixed schema cannot hold (its field says so)."""
+    OpenAPI document declares. A schema-valid width, height or frame count may still be refused (422): the
+    shape must be one the served model was trained at, which the fixed schema cannot hold (its field says
+    so)."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from schemathesis.checks import positive_data_acceptance
@@ -219,6 +224,7 @@ def test_metrics_request_ids_and_the_page(served):
     r = httpx.get(f"{URL}/v1/model", headers={"x-request-id": "trace-123"}, timeout=30)
     assert r.headers["x-request-id"] == "trace-123"
     assert r.json()["sizes"] == [[32, 32], [48, 32]] and r.json()["resolution"] == [32, 32]
+    assert r.json()["shapes"] == [[32, 32, 8], [48, 32, 8]]
     job = httpx.post(f"{URL}/v1/videos", json={"prompt": PROMPT}, timeout=30)
     rid = job.headers["x-request-id"]
     assert rid and _wait_job(job.json()["url"])["status"] == "succeeded"
@@ -331,8 +337,8 @@ def test_api_keys_are_required_once_configured_and_revocable_live(served):
 
 
 def test_the_page_makes_a_video_in_a_browser(served, tmp_path):
-    """Headless Chromium (Debian's, driven by Playwright) types a prompt, picks one of the sizes the model was
-    trained at, waits for the job, and checks that the <video> has decoded frames of that size."""
+    """Headless Chromium (Debian's, driven by Playwright) types a prompt, picks one of the shapes the model
+    was trained at, waits for the job, and checks that the <video> has decoded frames of that size."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
@@ -344,12 +350,11 @@ def test_the_page_makes_a_video_in_a_browser(served, tmp_path):
             page.goto(URL + "/")
             page.wait_for_function("document.getElementById('model').textContent.includes('v1')")
             page.fill("#prompt", PROMPT)
-            page.fill("#frames", "8")
             assert page.eval_on_selector_all("#size option", "os => os.map(o => o.value)") == [
-                "32x32",
-                "48x32",
+                "32x32x8",
+                "48x32x8",
             ]
-            page.select_option("#size", "48x32")
+            page.select_option("#size", "48x32x8")
             page.click("#go")
             page.wait_for_function(
                 "(() => { const v = document.getElementById('video'); return v && v.readyState >= 2; })()",

@@ -223,7 +223,7 @@ def _score_version(
     pipeline = load_pipeline(name, version)
     mlflow.log_params({f"protocol.{role}.{k}": v for k, v in pipeline.generation_config.items()})
     frames, width, height = real.shape
-    if problem := pipeline.size_problem(width, height):
+    if problem := pipeline.shape_problem(frames, width, height):
         raise ValueError(f"{role} v{version} cannot be scored on bucket {real.bucket}: {problem}")
     videos = pipeline.generate(prompt_list, seeds, num_frames=frames, width=width, height=height)
     scored = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed)
@@ -233,8 +233,8 @@ def _score_version(
     log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
     buckets = {}
     for bucket, ((t, w, h), other) in real.others.items():
-        if pipeline.size_problem(w, h):  # not trained at this size: nothing to score
-            buckets[bucket] = {"not_scored": f"v{version} was not trained at {w}x{h}"}
+        if pipeline.shape_problem(t, w, h):  # not trained at this shape: nothing to score
+            buckets[bucket] = {"not_scored": f"v{version} was not trained at {w}x{h}x{t}"}
             continue
         generated = pipeline.generate(prompt_list, seeds, num_frames=t, width=w, height=h)
         buckets[bucket] = score_videos(ex, generated, prompt_list, other, ev.bootstrap, ev.seed).scores

@@ -7,7 +7,7 @@ directory, so a version generates the same wherever it is loaded.
     model_dir/config.json, backbone/, text_encoder(.pt|/)   TextToVideoModel.save_pretrained
     model_dir/tokenizer.json | tokenizer/                    PromptTokenizer.save
     model_dir/vae/                                           the frozen autoencoder (latent space only)
-    model_dir/generation.json                    scheduler, fps, frames, sizes, steps, guidance, weights
+    model_dir/generation.json                    scheduler, fps, frames, shapes, steps, guidance, weights
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class TextToVideoPipeline:
         steps: int,
         guidance: float,
         weights: str = "final",
-        sizes: list[tuple[int, int]] | None = None,
+        shapes: list[tuple[int, int, int]] | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -60,10 +60,9 @@ class TextToVideoPipeline:
         self.weights = weights  # "ema" or "final": which weights save_pretrained stored
         spatial = autoencoder.compression.spatial
         self.width, self.height = model.cfg.width * spatial, model.cfg.height * spatial  # the default size
-        # (width, height) in pixels the model was trained at, and so may generate at: the default first
-        self.sizes = [(self.width, self.height)] + sorted(
-            {tuple(s) for s in sizes or ()} - {(self.width, self.height)}
-        )
+        # (width, height, frames) the model was trained at, and so may generate at: the default first
+        default = (self.width, self.height, num_frames)
+        self.shapes = [default] + sorted({tuple(s) for s in shapes or ()} - {default})
         self.autocast: torch.dtype | None = None  # see `to`
 
     @property
@@ -73,7 +72,7 @@ class TextToVideoPipeline:
             "scheduler": self.scheduler.model_dump(),
             "fps": self.fps,
             "num_frames": self.num_frames,
-            "sizes": [list(s) for s in self.sizes],
+            "shapes": [list(s) for s in self.shapes],
             "steps": self.default_steps,
             "guidance": self.default_guidance,
             "weights": self.weights,
@@ -103,7 +102,7 @@ class TextToVideoPipeline:
             gen["steps"],
             gen["guidance"],
             gen.get("weights", "final"),
-            gen.get("sizes"),  # one size, the model's, before 0.3
+            _shapes(gen),
         )
 
     def to(self, device: torch.device | str, autocast: torch.dtype | None = None) -> TextToVideoPipeline:
@@ -114,22 +113,27 @@ class TextToVideoPipeline:
         self.autocast = autocast
         return self
 
-    def frames_problem(self, num_frames: int) -> str | None:
-        """Why `num_frames` cannot be generated (the autoencoder's temporal compression), or None."""
-        c = self.autoencoder.compression
-        if c.temporal > 1 and (num_frames - 1) % c.temporal:
-            return (
-                f"num_frames must be 1 + {c.temporal}k for this model's autoencoder (e.g. {self.num_frames})"
-            )
-        return None
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of the trained shapes, the default first."""
+        return list(dict.fromkeys((w, h) for w, h, _ in self.shapes))
 
-    def size_problem(self, width: int, height: int) -> str | None:
-        """Why a width x height video cannot be generated (not a size the model was trained at), or None."""
-        if (width, height) in self.sizes:
+    def resolve(self, num_frames: int | None, width: int | None, height: int | None) -> tuple[int, int, int]:
+        """(num_frames, width, height) to generate, each left out taken from the defaults: the model's size,
+        and the frame count it trained at that size."""
+        width, height = width or self.width, height or self.height
+        trained = (t for w, h, t in self.shapes if (w, h) == (width, height))
+        return num_frames or next(trained, self.num_frames), width, height
+
+    def shape_problem(self, num_frames: int, width: int, height: int) -> str | None:
+        """Why a width x height x num_frames video cannot be generated (not a shape the model was trained at:
+        a bucket of its clips), or None."""
+        if (width, height, num_frames) in self.shapes:
             return None
-        allowed = ", ".join(f"{w}x{h}" for w, h in self.sizes)
+        allowed = ", ".join(f"{w}x{h}x{t}" for w, h, t in self.shapes)
         return (
-            f"{width}x{height} is not a size this model was trained at; use one of {allowed} (width x height)"
+            f"{width}x{height}x{num_frames} is not a shape this model was trained at; use one of {allowed} "
+            "(width x height x frames)"
         )
 
     def generate(
@@ -161,14 +165,14 @@ class TextToVideoPipeline:
         height: int | None = None,
     ) -> torch.Tensor:
         """(B, T, 3, H, W) decoded frames in about [-1, 1], on the model's device, at one of the trained
-        sizes (`sizes`; default: the first).
+        shapes (`shapes`; default: the first).
 
         Each video's noise comes from its own seed, drawn on the CPU so a seed gives the same noise on any
         device; a result does not depend on which other prompts share its batch (beyond float rounding in
         batched matmuls)."""
         cfg, device = self.model.cfg, next(self.model.parameters()).device
-        num_frames, width, height = num_frames or self.num_frames, width or self.width, height or self.height
-        if problem := self.frames_problem(num_frames) or self.size_problem(width, height):
+        num_frames, width, height = self.resolve(num_frames, width, height)
+        if problem := self.shape_problem(num_frames, width, height):
             raise ValueError(problem)
         ids = self.tokenizer(prompts).to(device)  # (B, L)
         null = self.tokenizer([""] * len(prompts)).to(device)
@@ -187,3 +191,11 @@ class TextToVideoPipeline:
                 callback,
             )
             return self.autoencoder.decode(z)
+
+
+def _shapes(gen: dict) -> list[tuple[int, int, int]] | None:
+    """The trained (width, height, frames) of a generation.json: `shapes`; in files written before it,
+    `sizes` at the one frame count every model then trained at; in the oldest, none (the model's own)."""
+    if "shapes" in gen:
+        return gen["shapes"]
+    return [(w, h, gen["num_frames"]) for w, h in gen["sizes"]] if "sizes" in gen else None

@@ -52,7 +52,7 @@ def build_pipeline(
     return TextToVideoPipeline(
         model, data.tokenizer, autoencoder, cfg.scheduler, cfg.clip.fps, data.pixel_shapes[0][0],
         cfg.sample.steps, cfg.sample.guidance, "ema" if cfg.train.ema_decay > 0 else "final",
-        sizes=[(shape[3], shape[2]) for shape in data.pixel_shapes],
+        shapes=[(shape[3], shape[2], shape[0]) for shape in data.pixel_shapes],
     )  # fmt: skip
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from reelforge.config import SchedulerParams
@@ -52,10 +53,28 @@ def test_a_model_saved_before_a_scheduler_key_keeps_the_behaviour_it_was_trained
     assert not np.array_equal(old.generate(PROMPTS, [0, 1]), pipeline.generate(PROMPTS, [0, 1]))
 
 
-def test_settings_given_per_call_override_the_saved_defaults():
+def test_settings_given_per_call_override_the_saved_defaults_within_the_trained_shapes():
     pipeline = _pipeline()
-    assert pipeline.generate(PROMPTS[:1], [0], num_frames=6, steps=1, guidance=1.0).shape == (1, 6, 16, 16, 3)
+    with pytest.raises(ValueError, match=r"^16x16x6 is not a shape .* use one of 16x16x4 \(width x height x"):
+        pipeline.generate(PROMPTS[:1], [0], num_frames=6)
+    trained = TextToVideoPipeline(
+        pipeline.model, pipeline.tokenizer, Autoencoder(None), SchedulerParams(), 8.0, 4, 3, 2.5,
+        shapes=[(16, 16, 6), (24, 16, 8)],
+    )  # fmt: skip
+    assert trained.generate(PROMPTS[:1], [0], num_frames=6, steps=1, guidance=1.0).shape == (1, 6, 16, 16, 3)
+    assert trained.generate(PROMPTS[:1], [0], width=24, steps=1).shape == (1, 8, 16, 24, 3)  # its frames
     assert not np.array_equal(pipeline.generate(PROMPTS[:1], [0]), pipeline.generate(PROMPTS[:1], [1]))
+
+
+def test_a_model_saved_before_shapes_generates_at_its_sizes_and_frame_count(tmp_path):
+    pipeline = _pipeline()
+    pipeline.save_pretrained(tmp_path)
+    gen = json.loads((tmp_path / GENERATION_CONFIG).read_text())
+    assert gen.pop("shapes") == [[16, 16, 4]]
+    (tmp_path / GENERATION_CONFIG).write_text(json.dumps(gen | {"sizes": [[16, 16], [24, 16]]}))
+    assert TextToVideoPipeline.from_pretrained(tmp_path).shapes == [(16, 16, 4), (24, 16, 4)]
+    (tmp_path / GENERATION_CONFIG).write_text(json.dumps(gen))  # the oldest: the model's own size
+    assert TextToVideoPipeline.from_pretrained(tmp_path).shapes == [(16, 16, 4)]
 
 
 def test_sampling_runs_where_the_model_is():
