@@ -346,6 +346,26 @@ class TrainParams(Section):
         return self
 
 
+class LatentParams(Section):
+    """How the latent cache is computed (train.vae_path set): the clips encoded once by the frozen
+    autoencoder, stored as chunk files keyed by its weights' hash (docs/data.md, Latents)."""
+
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="local: encoded in the training process; ray: by a Ray Data actor pool, one autoencoder "
+        "per actor, on the cluster at ray_address.",
+    )
+    ray_address: str | None = Field(None, description="Ray cluster for executor=ray (None: a local one).")
+    actors: int = Field(1, ge=1, description="Ray actors encoding at once (executor=ray).")
+    gpus_per_actor: float = Field(
+        0.0, ge=0, description="GPUs each Ray actor takes (executor=ray; 0: CPU, e.g. 1 on GPU nodes)."
+    )
+    chunk_clips: int = Field(
+        256, ge=1, description="Clips per cache file (of one bucket): the unit of work and of resuming."
+    )
+    batch_clips: int = Field(8, ge=1, description="Clips encoded in one autoencoder call.")
+
+
 class SampleParams(Section):
     steps: int = Field(20, ge=1, description="Euler steps when sampling.")
     guidance: float = Field(2.0, ge=1.0, description="Classifier-free guidance scale (1 = off).")
@@ -514,6 +534,7 @@ class Params(Section):
     caption: CaptionParams = Field(default_factory=CaptionParams)
     scheduler: SchedulerParams = Field(default_factory=SchedulerParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    latents: LatentParams = Field(default_factory=LatentParams)
     sample: SampleParams = Field(default_factory=SampleParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     promote: PromoteParams = Field(default_factory=PromoteParams)
@@ -570,6 +591,7 @@ class TrainConfig(StageConfig):
     read: ReadParams = Field(default_factory=ReadParams)
     scheduler: SchedulerParams = Field(default_factory=SchedulerParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    latents: LatentParams = Field(default_factory=LatentParams)
     sample: SampleParams = Field(default_factory=SampleParams)
     registry: RegistryParams = Field(default_factory=RegistryParams)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-import torch
 
 from reelforge.caption import stage as caption
 from reelforge.config import CaptionConfig, CaptionParams, TrainConfig
+from reelforge.files import dir_sha256
 from reelforge.model.pipeline import TextToVideoPipeline
 from reelforge.registry.models import Registration, load_pipeline
 from reelforge.registry.tracking import setup
@@ -71,13 +73,16 @@ def test_latent_space_with_a_frozen_pretrained_text_encoder(ingested, tmp_path, 
     cache = tmp_path / "latents"
     args = (params, ingested, tmp_path / "captions", tmp_path / "t2v", tmp_path / "reg.json")
     train.run(*args, tmp_path / "ckpt", cache)
-    cached = sorted(cache.glob("latents-*.pt"))
-    assert len(cached) == 2  # train and val splits
-    assert torch.load(cached[0])["parts"][0].shape[1:] == (16, 4, 16, 16)  # (T, latent channels, H/2, W/2)
-    mtimes = [p.stat().st_mtime_ns for p in cached]
+    folders = sorted(p for p in cache.iterdir() if p.is_dir())
+    assert len(folders) == 2  # train and val splits, each keyed by the autoencoder's weights and its clips
+    assert all(f.name.startswith(f"latents-{dir_sha256(vae)[:16]}-") for f in folders)
+    index = json.loads((folders[0] / "index.json").read_text())
+    chunk = np.load(folders[0] / index["chunks"][0])
+    assert chunk.shape[1:] == (16, 4, 16, 16) and index["shapes"] == [[16, 4, 16, 16]]  # (T, c, H/2, W/2)
+    files = sorted(cache.glob("*/*.npy"))
+    mtimes = [p.stat().st_mtime_ns for p in files]
     train.run(*args, tmp_path / "ckpt2", cache)
-    assert [p.stat().st_mtime_ns for p in cached] == mtimes  # the second run read the cache
-
+    assert [p.stat().st_mtime_ns for p in files] == mtimes  # the second run read the cache
     generator = TextToVideoPipeline.from_pretrained(tmp_path / "t2v")
     assert generator.model.cfg.pretrained_text_encoder and generator.autoencoder.vae is not None
     videos = generator.generate(["a red circle moves left"], seeds=[0], steps=2)

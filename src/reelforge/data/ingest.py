@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +31,7 @@ from reelforge.data.sources import Source, SourceRejected, list_sources, local_c
 from reelforge.data.store import MANIFEST, REJECTS, SOURCES, ClipStore
 from reelforge.data.video import Probe, VideoFile, decode_bytes, encode_mp4, psnr_db, thumbnail, to_rgb
 from reelforge.files import file_sha256, write_json_atomic
+from reelforge.ray_session import ray_session
 
 REJECT_COLUMNS = ["source_path", "stage", "reason", "detail", "start_s", "end_s", "duplicate_of", "motion",
                   "brightness", "contrast"]  # fmt: skip
@@ -230,16 +230,7 @@ def _ray_outcomes(fn: Callable, sources: list[Source], workers: int, address: st
 
     import ray
 
-    started, env_before = not ray.is_initialized(), dict(os.environ)
-    if started:
-        # "local" always starts a private Ray here: plain ray.init() would join any cluster on the machine
-        # (e.g. the serving one `reelforge serve deploy` leaves up). Ray 2.60 would also write
-        # ~/.ray/auth_token for it, after which every `ray start` head demands a token its clients do not
-        # send (serve deploy then fails): a private loopback cluster does not need one.
-        if not address:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False)
-    try:
+    with ray_session(address, num_cpus=workers):
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # same order as the local executor: same shards
         items = [{"uri": s.uri, "root": s.root} for s in sources]
@@ -247,11 +238,6 @@ def _ray_outcomes(fn: Callable, sources: list[Source], workers: int, address: st
         ds = ds.map(lambda r: {"outcome": pickle.dumps(fn(Source(r["uri"], r["root"])))}, concurrency=workers)
         for row in ds.iter_rows():
             yield pickle.loads(row["outcome"])
-    finally:
-        if started:  # leave the process as it was (ray.init exports RAY_ADDRESS to later subprocesses)
-            ray.shutdown()
-            os.environ.clear()
-            os.environ.update(env_before)
 
 
 class _Work:

@@ -5,16 +5,15 @@ index into `shapes`), and a batch is always of one bucket (`reelforge.train.modu
 
 Pixel space: clips streamed from the store (`StreamedPixels`): a batch is decoded when the data stream asks
 for it, in DataLoader workers when `read.loader_workers` > 0, so memory does not grow with the dataset.
-Latent space: the frozen autoencoder's latents (`BucketedTensor`), computed once (the clips streamed through
-it in chunks of one bucket) and cached under the latent-cache folder by a key of the autoencoder weights and
-the clips, so a rerun (or another rank) reads them instead of encoding again; they are held in memory.
+Latent space: the frozen autoencoder's latents, computed once into the latent cache (chunk files keyed by
+the autoencoder's weights and the clips, `reelforge.train.latents`) and streamed from it the same way
+(`StreamedLatents`), so a rerun (or another rank) reads them instead of encoding again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +21,13 @@ import numpy as np
 import torch
 
 from reelforge.caption.captioner import CAPTIONS, read_captions
-from reelforge.config import ClipParams, ReadParams, TrainParams
+from reelforge.config import ClipParams, LatentParams, ReadParams, TrainParams
 from reelforge.data.store import MANIFEST, StoredClips, read_manifest
 from reelforge.files import dir_sha256, file_sha256
 from reelforge.model.autoencoder import Autoencoder
 from reelforge.model.pixels import to_model
 from reelforge.model.text import PretrainedTextEncoder, PromptTokenizer, train_tokenizer
+from reelforge.train.latents import StreamedLatents, cached_latents
 
 
 class StreamedPixels:
@@ -53,28 +53,7 @@ class StreamedPixels:
         return to_model(np.stack([good if f is None else f for f in frames]))
 
 
-class BucketedTensor:
-    """Samples of several shapes held in memory, one tensor per bucket: `x[idx]` (indices of one bucket)
-    is (B, T, C, H, W)."""
-
-    def __init__(self, buckets: np.ndarray, parts: list[torch.Tensor]):
-        self.buckets, self.parts = np.asarray(buckets), parts
-        self.shapes = [p.shape[1:] for p in parts]
-        self.row = np.empty(len(self.buckets), np.int64)  # each sample's row in its bucket's tensor
-        for b in range(len(parts)):
-            members = np.flatnonzero(self.buckets == b)
-            self.row[members] = np.arange(len(members))
-
-    def __len__(self) -> int:
-        return len(self.buckets)
-
-    def __getitem__(self, idx: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
-        idx = np.asarray(idx, np.int64)
-        (bucket,) = set(self.buckets[idx].tolist())  # one bucket per batch
-        return self.parts[bucket][torch.from_numpy(self.row[idx])]
-
-
-def most_common_shape(x: StreamedPixels | BucketedTensor) -> torch.Size:
+def most_common_shape(x: StreamedPixels | StreamedLatents) -> torch.Size:
     """(T, C, H, W) of the bucket with the most samples: the shape a model generates by default."""
     return x.shapes[int(np.bincount(x.buckets, minlength=len(x.shapes)).argmax())]
 
@@ -96,36 +75,13 @@ class TokenizedCaptions:
 
 @dataclass
 class TrainData:
-    train_x: StreamedPixels | BucketedTensor  # N samples in the training space, indexed by batch
+    train_x: StreamedPixels | StreamedLatents  # N samples in the training space, indexed by batch
     train_ids: TokenizedCaptions  # (N, L) token ids, indexed by batch
-    val_x: StreamedPixels | BucketedTensor | None
+    val_x: StreamedPixels | StreamedLatents | None
     val_ids: TokenizedCaptions | None
     tokenizer: PromptTokenizer
     identity: dict[str, str]  # what the data is, for the run key and MLflow params
     pixel_shapes: list[torch.Size]  # (T, 3, H, W) of the training clips' buckets, the most common first
-
-
-def _encode(
-    autoencoder: Autoencoder, pixels: StreamedPixels, cache: Path | None, name: str
-) -> StreamedPixels | BucketedTensor:
-    """Clips -> training space. Latents are cached under `cache` by `name` (autoencoder weights and clips)."""
-    if autoencoder.vae is None:
-        return pixels
-    path = cache / f"latents-{name}.pt" if cache else None
-    if path and path.exists():
-        saved = torch.load(path, weights_only=True)
-        return BucketedTensor(saved["buckets"].numpy(), saved["parts"])
-    parts = []
-    for b in range(len(pixels.shapes)):
-        members = np.flatnonzero(pixels.buckets == b)
-        chunks = (members[i : i + 8] for i in range(0, len(members), 8))
-        parts.append(torch.cat([autoencoder.encode(pixels[c]) for c in chunks]))
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".partial{os.getpid()}")
-        torch.save({"buckets": torch.from_numpy(pixels.buckets), "parts": parts}, tmp)
-        os.replace(tmp, path)  # concurrent ranks write the same bytes; the last rename wins
-    return BucketedTensor(pixels.buckets, parts)
 
 
 def load_data(
@@ -136,7 +92,12 @@ def load_data(
     captions_dir: Path,
     autoencoder: Autoencoder,
     cache: Path | None,
+    latents: LatentParams | None = None,
 ) -> TrainData:
+    """The splits in the training space. In latent space (`cfg.vae_path`), `cache` is the latent cache's
+    folder, computed as `latents` says."""
+    if cfg.vae_path and cache is None:
+        raise ValueError("training in latent space (train.vae_path) needs a latent cache folder")
     captions = read_captions(captions_dir).set_index("clip_id").caption
     manifest = read_manifest(clips_dir, ["clip_id", "split"])
     manifest = manifest[manifest.clip_id.isin(captions.index)]  # the captioner skipped unreadable clips
@@ -156,7 +117,6 @@ def load_data(
     }
     if cfg.vae_path:
         identity["model.vae_sha256"] = dir_sha256(cfg.vae_path)
-    key = hashlib.sha256(json.dumps([identity, clip.model_dump()]).encode()).hexdigest()
     x, shapes = {}, []
     for s, df in splits.items():
         pixels = StreamedPixels(
@@ -165,7 +125,13 @@ def load_data(
         if s == "train":
             common = most_common_shape(pixels)
             shapes = [common] + [shape for shape in pixels.shapes if shape != common]
-        x[s] = _encode(autoencoder, pixels, cache, f"{key[:24]}-{s}") if len(df) else None
+        if cfg.vae_path and len(df):  # the same clips and settings: the same cache folder
+            blob = [identity["data.manifest_sha256"], clip.model_dump(), list(df.clip_id)]
+            key = hashlib.sha256(json.dumps(blob).encode()).hexdigest()
+            vae = identity["model.vae_sha256"]
+            x[s] = cached_latents(cfg.vae_path, vae, pixels, key, cache, latents or LatentParams())
+        else:
+            x[s] = pixels if len(df) else None
     return TrainData(
         x["train"],
         TokenizedCaptions(texts["train"], tokenizer),

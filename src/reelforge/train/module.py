@@ -31,8 +31,8 @@ def step_generator(seed: int, index: int, device: torch.device) -> torch.Generat
 
 
 class Samples(Protocol):
-    """What the data streams index by a batch of sample indices, all of one bucket (one shape): held
-    (`reelforge.train.data.BucketedTensor`) or read on demand (`StreamedPixels`, `TokenizedCaptions`)."""
+    """What the data streams index by a batch of sample indices, all of one bucket (one shape), read on
+    demand: `StreamedPixels`, `StreamedLatents`, `TokenizedCaptions`."""
 
     def __len__(self) -> int: ...
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor: ...

@@ -52,7 +52,8 @@ def run(
     latent_cache: str | Path | None = None,
 ) -> TrainResult:
     """Train on the clips and captions, resuming from `checkpoint_dir`; rank 0 saves the pipeline to
-    `model_dir`, registers it and writes `registration_path`."""
+    `model_dir`, registers it and writes `registration_path`. In latent space the latent cache is
+    `latent_cache` (default: `checkpoint_dir`/latents)."""
     train, ckpt_dir = cfg.train, Path(checkpoint_dir)
     if problems := fit_problems(cfg):  # before any data is read
         raise ValueError("; ".join(problems))
@@ -62,8 +63,10 @@ def run(
 
     # 1. Data in the training space (latents from the cache when there is an autoencoder), and the model.
     autoencoder = Autoencoder(train.vae_path)
-    cache = Path(latent_cache) if latent_cache else None
-    data = load_data(train, cfg.clip, cfg.read, Path(clips_dir), Path(captions_dir), autoencoder, cache)
+    cache = Path(latent_cache) if latent_cache else ckpt_dir / "latents"
+    data = load_data(
+        train, cfg.clip, cfg.read, Path(clips_dir), Path(captions_dir), autoencoder, cache, cfg.latents
+    )
     model = build_model(train, data)
     pipeline = build_pipeline(cfg, model, data, autoencoder)
     module = TextToVideoModule(model, pipeline.flow, train, data.tokenizer([""])[0])

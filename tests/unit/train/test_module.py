@@ -8,14 +8,28 @@ import torch
 from torch.utils.data import DataLoader
 
 from reelforge.config import TrainParams
-from reelforge.train.data import BucketedTensor
 from reelforge.train.module import EMA, BatchStream, bucket_batches, lr_lambda
 
 
-def _held(values: torch.Tensor, buckets: list[int] | None = None) -> BucketedTensor:
+class _Held:
+    """Samples held in memory, in buckets (`reelforge.train.module.Bucketed`): `x[idx]` is their rows."""
+
+    def __init__(self, values: torch.Tensor, buckets: np.ndarray):
+        self.values, self.buckets = values, buckets
+        self.shapes = [values.shape[1:]] * (int(buckets.max()) + 1)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        idx = np.asarray(idx, np.int64)
+        (_,) = set(self.buckets[idx].tolist())  # one bucket per batch, as the streams promise
+        return self.values[torch.from_numpy(idx)]
+
+
+def _held(values: torch.Tensor, buckets: list[int] | None = None) -> _Held:
     """Samples 0..N-1 (their value is their index) in the given buckets (default: one)."""
-    buckets = np.zeros(len(values), np.int64) if buckets is None else np.asarray(buckets)
-    return BucketedTensor(buckets, [values[torch.from_numpy(buckets == b)] for b in range(buckets.max() + 1)])
+    return _Held(values, np.zeros(len(values), np.int64) if buckets is None else np.asarray(buckets))
 
 
 def _stream_batches(world: int, per_rank: int, steps: range, start: int = 0) -> list[list[int]]:
