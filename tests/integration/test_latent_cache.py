@@ -63,7 +63,7 @@ def test_a_build_killed_midway_resumes_with_the_chunks_missing(ingested, vae, tm
     (folder / f"{chunks[1].stem}.partial999").write_bytes(b"half a chunk")
     again = _build(vae, pixels, tmp_path)
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.glob("*.npy"))}
-    assert after.keys() == before.keys() and (folder / INDEX).exists()
+    assert after.keys() == before.keys() and (folder / INDEX).exists() and not list(folder.glob("*.partial*"))
     assert after[chunks[1].name][0] == before[chunks[1].name][0]  # encoded again, to the same bytes
     assert all(after[n] == before[n] for n in before if n != chunks[1].name)  # the rest kept as they were
     assert again[[0, 1]].shape[0] == 2

@@ -135,6 +135,8 @@ def cached_latents(
 
 def _build(vae_path: str, pixels: StreamedPixels, folder: Path, cfg: LatentParams, identity: dict) -> None:
     """Encode every chunk not in `folder` yet, then write its index (the mark that it is whole)."""
+    for partial in folder.glob("*.partial*"):  # a killed run's chunk, never renamed: never read
+        partial.unlink()
     chunks = _chunks(pixels, cfg.chunk_clips)
     missing = {c.name for c in chunks} - set(_encode_all(vae_path, pixels, folder, cfg, chunks))
     if missing:
