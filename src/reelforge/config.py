@@ -216,7 +216,12 @@ class SchedulerParams(Section):
     """Rectified-flow noise process (diffusers FlowMatchEulerDiscreteScheduler)."""
 
     num_train_timesteps: int = Field(1000, ge=1)
-    shift: float = Field(1.0, gt=0, description="Timestep shift; >1 spends more steps at high noise.")
+    shift: float = Field(
+        3.0,
+        gt=0,
+        description="Timestep shift, in training and sampling: >1 spends more of both at high noise "
+        "(3: docs/training.md, Demo quality).",
+    )
     prediction: Literal["sample", "velocity"] = Field(
         "sample",
         description="What the network predicts: the clean sample (x-prediction; suits pixel space with large "

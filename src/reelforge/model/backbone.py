@@ -76,6 +76,7 @@ class TextToVideoModel(nn.Module):
                 heads=d.heads,
                 patch_size=d.patch_size,
                 attention_levels=d.attention_levels,
+                text_pool_queries=d.text_pool_queries,
             )
         elif backbone is None:
             backbone = CogVideoXTransformer3DModel(

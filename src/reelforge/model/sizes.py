@@ -21,6 +21,7 @@ class ModelSize:
     backbone: str = "transformer"  # diffusers' CogVideoX transformer, or "conv" (reelforge.model.convnet)
     channels: tuple[int, ...] = ()  # conv: width per level, each level halving the resolution
     attention_levels: int = 1  # conv: the coarsest levels with self- and text cross-attention
+    text_pool_queries: int = 0  # conv: the text in the per-frame conditioning, 0: the mean token
 
     @property
     def spatial_multiple(self) -> int:
@@ -51,6 +52,7 @@ MODEL_SIZES: dict[str, ModelSize] = {
         backbone="conv",
         channels=(32, 64, 128),
         attention_levels=2,  # 8 x 8 and 4 x 4 at 32 x 32
+        text_pool_queries=4,  # one per attribute a demo prompt names
     ),
     # A quick GPU smoke test.
     "small": ModelSize(

@@ -93,3 +93,32 @@ def test_conv_backbone_attends_to_the_text_above_the_bottleneck_and_older_ones_s
     assert not torch.allclose(again(x, torch.randn_like(text), t)[0], again(x, text, t)[0])  # text matters
     with pytest.raises(ValueError, match="attention_levels 3 must be 1 to 2"):
         ConvVideoBackbone(channels=(8, 16), attention_levels=3)
+
+
+def test_conv_backbone_pools_the_text_by_attention_and_older_ones_still_load_with_the_mean(tmp_path):
+    """New conv backbones condition every frame on the text through learned queries over its tokens (one
+    query can pick one word); one saved before `text_pool_queries` existed conditions on the mean token and
+    loads as it was trained."""
+    import json
+
+    from reelforge.model.convnet import ConvVideoBackbone
+
+    new = TextToVideoModel(ModelConfig("tiny-conv", 4, 16, 16, 3, 20, 6)).backbone
+    assert new.config.text_pool_queries == 4 and new.text_pool.queries.shape == (4, 64)
+    torch.manual_seed(0)
+    old = ConvVideoBackbone(text_embed_dim=8, channels=(8, 16), time_embed_dim=16, heads=2).eval()
+    old.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["text_pool_queries"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    again = load_backbone(tmp_path)
+    assert again.config.text_pool_queries == 0 and again.text_pool is None
+    x, text, t = torch.randn(1, 4, 3, 16, 16), torch.randn(1, 6, 8), torch.tensor([500.0])
+    assert torch.equal(again(x, text, t)[0], old(x, text, t)[0])
+    pooled = ConvVideoBackbone(
+        text_embed_dim=8, channels=(8, 16), time_embed_dim=16, heads=2, text_pool_queries=3
+    )
+    assert pooled.text_pool(text).shape == (1, 24)  # (B, queries x D)
+    one_word = text.clone()
+    one_word[0, 2] += 1.0  # one token changed: the conditioning sees it
+    assert not torch.allclose(pooled(x, one_word, t)[0], pooled(x, text, t)[0])
