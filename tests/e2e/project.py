@@ -69,7 +69,7 @@ def make_project(proj: Path, **sections: dict) -> Path:
         samples_per_prompt=1, gif_prompts=2, i3d_path=str(i3d), clip_path=str(clip), bootstrap=50
     )
     params["promote"].update(
-        max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0
+        max_fvd_ref_ratio=1e6, min_clip_score_ref_ratio=0.0, min_pixel_acc={}
     )  # a 20-step model: gates open
     params["serve"]["rate_limit_per_minute"] = 0  # clients call in loops
     for section, updates in sections.items():

@@ -5,7 +5,9 @@ import numpy as np
 from reelforge.config import PromoteParams
 from reelforge.promote import decide
 
-CFG = PromoteParams(max_fvd_ref_ratio=2.0, min_clip_score_ref_ratio=0.5, clip_score_ref_tolerance=1.0)
+CFG = PromoteParams(
+    max_fvd_ref_ratio=2.0, min_clip_score_ref_ratio=0.5, clip_score_ref_tolerance=1.0, min_pixel_acc={}
+)
 TARGETS = {"background": 0.9, "color": 0.8, "single_blob": 0.8, "direction": 0.6}  # what the demo aims for
 
 
@@ -43,7 +45,7 @@ def test_a_floor_or_baseline_that_cannot_be_measured_fails_the_gate_with_its_rea
     failures, _ = decide(CFG, _report({"fvd_ref_floor_n": 1, "clip_score_ref": 99}, floor=None, real=None))
     assert failures[0].startswith("no real split-half floor: fewer than 4 validation clips")
     assert failures[1].startswith("no real clip_score_ref baseline")
-    off = PromoteParams(min_clip_score_ref_ratio=0.0)  # a ratio of 0 needs no baseline
+    off = PromoteParams(min_clip_score_ref_ratio=0.0, min_pixel_acc={})  # a ratio of 0 needs no baseline
     assert decide(off, _report({"fvd_ref_floor_n": 1, "clip_score_ref": 99}, real=None))[0] == []
 
 
