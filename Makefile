@@ -3,7 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
-DEMO_VIDEOS ?= 192
+DEMO_VIDEOS ?= 256
+# A quarter of the demo videos are portrait: their clips take the 24x32 bucket (params.yaml clip.buckets).
+DEMO_SIZES ?= 128x96,128x96,128x96,96x128
 PYTEST_ARGS ?=
 
 I3D := models/i3d/i3d_k400.safetensors
@@ -21,7 +23,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo-data: setup
-	test -d data/raw || $(BIN)/reelforge demo-data data/raw --videos $(DEMO_VIDEOS) --held-out evaluation/prompts.txt
+	test -d data/raw || $(BIN)/reelforge demo-data data/raw --videos $(DEMO_VIDEOS) --sizes $(DEMO_SIZES) --held-out evaluation/prompts.txt
 
 demo: demo-data i3d
 	$(BIN)/reelforge run

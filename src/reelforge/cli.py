@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -105,12 +106,21 @@ def demo_data(
     held_out: Path | None = typer.Option(
         None, help="Prompt file (the evaluation prompts): no shot shows one of its attribute combinations."
     ),
+    sizes: str = typer.Option(
+        "128x96", help="Video sizes, WIDTHxHEIGHT, comma-separated: video i takes the (i mod n)-th."
+    ),
 ) -> None:
     """Write the built-in demo videos, caption sidecars, broken files and ground_truth.json."""
     from reelforge.data.demo import make_demo_data
 
+    parsed = [re.fullmatch(r"\s*(\d+)x(\d+)\s*", s.lower()) for s in sizes.split(",")]
+    if not all(parsed) or any(int(v) < 16 for m in parsed for v in m.groups()):
+        raise typer.BadParameter(
+            f"{sizes!r}: expected WIDTHxHEIGHT[,...], each at least 16", param_hint="--sizes"
+        )
+    size_list = [(int(m[1]), int(m[2])) for m in parsed]
     prompts = held_out.read_text().splitlines() if held_out else None
-    truth = make_demo_data(out_dir, videos=videos, seed=seed, held_out=prompts)
+    truth = make_demo_data(out_dir, videos=videos, seed=seed, held_out=prompts, sizes=size_list)
     shots = sum(len(v["shots"]) for v in truth["videos"])
     console.print(f"wrote {len(truth['videos'])} files ({shots} shots) to {out_dir}")
 

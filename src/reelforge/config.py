@@ -46,7 +46,10 @@ class ClipParams(Section):
 
     fps: float = Field(8.0, gt=0, description="Frame rate clips are resampled to.")
     buckets: list[Bucket] = Field(
-        default_factory=lambda: [Bucket(width=32, height=32, num_frames=16)],
+        default_factory=lambda: [
+            Bucket(width=32, height=32, num_frames=16),
+            Bucket(width=24, height=32, num_frames=16),
+        ],
         min_length=1,
         description="Clip shapes. Each source goes to the size (width x height) nearest its aspect ratio "
         "that it covers, scaled and centre-cropped to it; a shot is cut into clips of that size's longest "

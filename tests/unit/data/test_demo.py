@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from reelforge.data.demo import FPS, make_demo_data
 from reelforge.data.video import VideoFile, to_rgb
 
@@ -53,3 +55,22 @@ def test_shots_cycle_through_every_combination_so_no_attribute_predicts_another(
     assert "a red circle moves left over a black background" not in {s.caption for s in shots}
     cut = [combos.shot(0.0, 2.0, "black") for _ in range(20)]
     assert all(s.background != "black" for s in cut)  # a cut always changes the scene
+
+
+def test_demo_data_command_writes_portrait_and_landscape_videos_and_refuses_bad_sizes(tmp_path):
+    """`make demo`'s mix: video i takes the (i mod n)-th size, and a video's file has that size."""
+    from typer.testing import CliRunner
+
+    from reelforge.cli import app
+
+    out = tmp_path / "raw"
+    r = CliRunner().invoke(app, ["demo-data", str(out), "--videos", "4", "--sizes", "128x96, 96x128"])
+    assert r.exit_code == 0, r.output
+    truth = json.loads((out / "ground_truth.json").read_text())
+    valid = [v for v in truth["videos"] if v["kind"] != "broken"]
+    assert [(v["width"], v["height"]) for v in valid] == [(128, 96), (96, 128)] * 2
+    with VideoFile(out / valid[1]["file"]) as video:
+        assert (video.probe.width, video.probe.height) == (96, 128)
+    for bad in ("128", "128x96,x", "8x8"):
+        r = CliRunner().invoke(app, ["demo-data", str(tmp_path / bad), "--sizes", bad])
+        assert r.exit_code == 2 and "WIDTHxHEIGHT" in r.output, r.output
