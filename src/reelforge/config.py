@@ -380,7 +380,7 @@ class SampleParams(Section):
 
 
 class EvaluateParams(Section):
-    samples_per_prompt: int = Field(2, ge=1)
+    samples_per_prompt: int = Field(3, ge=1)
     seed: int = 1234
     gif_prompts: int = Field(4, ge=0, description="Prompts whose samples are logged as GIF/MP4.")
     i3d_path: str | None = Field(
