@@ -29,17 +29,17 @@ def test_trained_version_loads_from_registry_and_generates(ingested, tmp_path, m
         tmp_path / "caption.json",
     )
     params = TrainConfig.model_validate({"train": {"steps": 3, "batch_size": 4, "log_every_n_steps": 1}})
-    result = train.run(
-        params,
-        ingested,
-        tmp_path / "captions",
-        tmp_path / "t2v",
-        tmp_path / "registration.json",
-        tmp_path / "ckpt",
-    )
+    args = (params, ingested, tmp_path / "captions", tmp_path / "t2v", tmp_path / "registration.json")
+    result = train.run(*args, tmp_path / "ckpt")
     reg = result.registration
     assert reg.version == "1" and np.isfinite(reg.final_loss) and result.final_step == 3
     assert Registration.load(tmp_path / "registration.json") == reg
+    # A rerun whose checkpoint is already at train.steps (DVC reruns the stage when its code changes):
+    # no step runs, and the same weights register again with the run's last loss.
+    again = train.run(*args, tmp_path / "ckpt")
+    assert (again.final_step, again.resumed_from_step) == (3, 3)
+    assert again.registration.version == "2" and again.registration.final_loss == reg.final_loss
+    assert again.registration.run_id == reg.run_id
     assert reg.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the store, not in a relative ./mlruns
 

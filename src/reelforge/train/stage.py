@@ -173,8 +173,12 @@ def _hyperparams(cfg: TrainConfig, model: torch.nn.Module, data: TrainData) -> d
 def _register(
     cfg: TrainConfig, trainer: L.Trainer, model_dir: str | Path, start_step: int, seconds: float
 ) -> Registration:
-    final_loss = float(trainer.callback_metrics["loss"])
-    with mlflow.start_run(run_id=trainer.logger.run_id):
+    run_id = trainer.logger.run_id
+    if "loss" in trainer.callback_metrics:
+        final_loss = float(trainer.callback_metrics["loss"])
+    else:  # no step ran here: the checkpoint was at train.steps already (a rerun after a code change)
+        final_loss = mlflow.get_run(run_id).data.metrics["loss"]
+    with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(
             {"final_loss": final_loss, "train_seconds": seconds, "resumed_from_step": start_step}
         )
