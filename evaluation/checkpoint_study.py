@@ -100,8 +100,7 @@ def main() -> None:
     def score() -> dict:
         t0 = time.perf_counter()
         videos = pipeline.generate(prompts, seeds)
-        scores = score_videos(ex, videos, prompts, real, bootstrap=0, seed=ev.seed).scores
-        scores |= pixel.scores(videos, prompts)
+        scores = score_videos(ex, videos, prompts, real, bootstrap=0, seed=ev.seed, pixel=pixel).scores
         scores["pixel_mean_acc"] = float(np.mean([scores[f"pixel_{c}_acc"] for c in PIXEL_CHECKS]))
         return scores | {"score_seconds": round(time.perf_counter() - t0, 1)}, videos
 

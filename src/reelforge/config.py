@@ -395,6 +395,12 @@ class EvaluateParams(Section):
         "(env REELFORGE_CLIP_PATH overrides).",
     )
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for 95% intervals (0: none).")
+    batch_size: int = Field(
+        36,
+        ge=1,
+        description="Videos generated and scored at once: all an evaluation holds of them, besides the GIF "
+        "rows (the demo's 36 in one batch; a few per GPU at high resolution).",
+    )
 
 
 # What the demo's pixel check reads (reelforge.evaluate.pixelcheck); `all` is every one of them right.

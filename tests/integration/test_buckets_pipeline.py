@@ -98,6 +98,8 @@ def test_two_buckets_train_evaluate_and_generate_together(tmp_path, monkeypatch)
     assert set(report["buckets"]) == {other} and report["buckets"][other]["n_real"] == val[other]
     scored = report["buckets"][other]["candidate"]
     assert np.isfinite(scored["fvd_ref"]) and np.isfinite(scored["clip_score_ref"])
+    # 3 seeds per prompt for the headline bucket; one each here, all its floor's n (1) can use
+    assert report["protocol"]["n_generated"] == 6 and scored["n_generated"] == 2
     assert np.isfinite(report["candidate"]["fvd_ref"]) and "pixel_background_acc" in report["candidate"]
     assert report["buckets"][other]["floor"] == {}  # 2 clips: halves of 1 have no covariance, so no floor
     assert "fvd_ref_floor_n" not in scored and "fvd_ref_floor_n" in report["candidate"]

@@ -160,13 +160,19 @@ def score_videos(
     real: RealSet | None,
     bootstrap: int = 0,
     seed: int = 0,
+    pixel: PixelCheck | None = None,
 ) -> Scored:
     """Metrics of N videos against their prompts and, when given, the real set: the distance at all N
-    (`fvd_ref`, for comparing models at equal N) and at the floor's n (`fvd_ref_floor_n`). The videos are
-    measured a batch at a time; only per-clip values are kept."""
+    (`fvd_ref`, for comparing models at equal N) and at the floor's n (`fvd_ref_floor_n`); and the demo's
+    pixel check, when given. The videos are measured a batch at a time, in one pass (a stream of generated
+    batches is never held whole); only per-clip values are kept."""
     ref, n = ex.ref, 0
-    feats, emb, read_back, clip, i3d = [], [], [], [], []
+    feats, emb, read_back, clip, i3d, checked = [], [], [], [], [], []
     for batch in batches_of(videos):
+        if pixel is not None:
+            checked.append(
+                pixel.check(batch, [pixel.truth.parse_prompt(p) for p in prompts[n : n + len(batch)]])
+            )
         f, e = ex.features(batch)
         feats.append(f)
         emb.append(e)
@@ -196,6 +202,8 @@ def score_videos(
             scores |= _fd_scores(name, real.i3d, i3d, bootstrap, seed)
             if h >= 2:
                 scores |= _fd_scores(f"{name}_floor_n", real.i3d[:h], i3d[pick], bootstrap, seed)
+    if pixel is not None:
+        scores |= pixel.accuracy(checked)
     return Scored(scores, feats, clip_ref)
 
 
@@ -223,21 +231,28 @@ class PixelCheck:
         check.real_accuracy = check._scores(real_videos(keep), [labels[c] for c in keep]) if keep else {}
         return check
 
-    def scores(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
-        """`pixel_<check>_acc` (and `pixel_all_acc`) on the videos whose prompts it can parse."""
-        wanted = [self.truth.parse_prompt(p) for p in prompts]
+    def check(self, batch: np.ndarray, wanted: list[dict[str, str] | None]) -> dict[str, np.ndarray]:
+        """Per check, whether each video of `batch` whose labels `wanted` are known (not None: a prompt the
+        ground truth's vocabulary parses) shows them."""
         keep = [i for i, w in enumerate(wanted) if w is not None]
-        return self._scores(videos[keep], [wanted[i] for i in keep]) if keep else {}
+        return check_videos(batch[keep], [wanted[i] for i in keep], self.truth.palette) if keep else {}
+
+    def accuracy(self, checked: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        """`pixel_<check>_acc` (and `pixel_all_acc`), with intervals, from `check`'s results."""
+        checked = [c for c in checked if c]
+        if not checked:
+            return {}
+        scores = {}
+        for name in checked[0]:
+            right = np.concatenate([c[name] for c in checked]).astype(float)
+            scores |= _mean_scores(f"pixel_{name}_acc", right, self.bootstrap, self.seed)
+        return scores
 
     def _scores(self, videos: Videos, wanted: list[dict[str, str]]) -> dict[str, float]:
-        parts, n = [], 0
+        checked, n = [], 0
         for batch in batches_of(videos):
-            parts.append(check_videos(batch, wanted[n : n + len(batch)], self.truth.palette))
+            checked.append(self.check(batch, wanted[n : n + len(batch)]))
             n += len(batch)
         if n != len(wanted):
             raise ValueError(f"{n} videos for {len(wanted)} ground-truth labels")
-        right = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        scores = {}
-        for name, r in right.items():
-            scores |= _mean_scores(f"pixel_{name}_acc", r.astype(float), self.bootstrap, self.seed)
-        return scores
+        return self.accuracy(checked)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -26,6 +27,9 @@ from reelforge.evaluate.scoring import Extractors, PixelCheck, RealSet, Scored, 
 from reelforge.files import write_json_atomic
 from reelforge.registry.models import Registration, load_pipeline
 from reelforge.registry.tracking import champion_version, run_tags, setup
+
+if TYPE_CHECKING:
+    from reelforge.model.pipeline import TextToVideoPipeline
 
 
 @dataclass(frozen=True)
@@ -225,21 +229,56 @@ def _score_version(
     frames, width, height = real.shape
     if problem := pipeline.shape_problem(frames, width, height):
         raise ValueError(f"{role} v{version} cannot be scored on bucket {real.bucket}: {problem}")
-    videos = pipeline.generate(prompt_list, seeds, num_frames=frames, width=width, height=height)
-    scored = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed)
-    scored.scores |= real.pixel.scores(videos, prompt_list) if real.pixel else {}
-    mlflow.log_metrics({f"{role}.{k}": v for k, v in scored.scores.items()})
     rows = min(ev.gif_prompts, n_prompts)
-    log_samples(videos, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
+    head: list[np.ndarray] = []  # the GIF rows' videos, kept from the stream
+    videos = generated(
+        pipeline, prompt_list, seeds, real.shape, ev.batch_size, rows * ev.samples_per_prompt, head
+    )
+    scored = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed, real.pixel)
+    mlflow.log_metrics({f"{role}.{k}": v for k, v in scored.scores.items()})
+    head = np.stack(head)
+    log_samples(head, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
     buckets = {}
-    for bucket, ((t, w, h), other) in real.others.items():
-        if pipeline.shape_problem(t, w, h):  # not trained at this shape: nothing to score
+    for bucket, (shape, other) in real.others.items():
+        if pipeline.shape_problem(*shape):  # not trained at this shape: nothing to score
+            t, w, h = shape
             buckets[bucket] = {"not_scored": f"v{version} was not trained at {w}x{h}x{t}"}
             continue
-        generated = pipeline.generate(prompt_list, seeds, num_frames=t, width=w, height=h)
-        buckets[bucket] = score_videos(ex, generated, prompt_list, other, ev.bootstrap, ev.seed).scores
+        pick = other_bucket_samples(len(prompt_list), n_prompts, other.half)
+        prompts = [prompt_list[i] for i in pick]
+        videos = generated(pipeline, prompts, [seeds[i] for i in pick], shape, ev.batch_size, 0, [])
+        buckets[bucket] = score_videos(ex, videos, prompts, other, ev.bootstrap, ev.seed).scores
+        buckets[bucket]["n_generated"] = len(pick)
         mlflow.log_metrics({f"{role}.bucket.{bucket}.{k}": v for k, v in buckets[bucket].items()})
-    return scored, videos, pipeline.fps, buckets
+    return scored, head, pipeline.fps, buckets
+
+
+def generated(
+    pipeline: TextToVideoPipeline, prompts: list[str], seeds: list[int], shape: tuple[int, int, int],
+    batch_size: int, keep: int, head: list[np.ndarray],
+) -> Iterator[np.ndarray]:  # fmt: skip
+    """The videos of `prompts` x `seeds` at `shape` (frames, width, height), generated `batch_size` at a
+    time as they are scored; the first `keep` are also put in `head`."""
+    frames, width, height = shape
+    for i in range(0, len(prompts), batch_size):
+        batch = pipeline.generate(
+            prompts[i : i + batch_size],
+            seeds[i : i + batch_size],
+            num_frames=frames,
+            width=width,
+            height=height,
+        )
+        head += list(batch[: max(keep - len(head), 0)])
+        yield batch
+
+
+def other_bucket_samples(n_samples: int, n_prompts: int, half: int) -> list[int]:
+    """Which of the headline's prompt x seed samples (prompt-major, `n_samples` / `n_prompts` per prompt) a
+    reported bucket generates: every prompt, with as few seeds each as its floor's n (`half`) needs. A
+    bucket with few validation clips gets few videos: no more than its distance at the floor's n uses."""
+    per_prompt = n_samples // n_prompts
+    need = min(per_prompt, max(1, -(-half // n_prompts)))
+    return [i for i in range(n_samples) if i % per_prompt < need]
 
 
 def _paired(scored: dict[str, Scored], real: _RealSide, ev: EvaluateParams) -> dict:
@@ -287,5 +326,6 @@ def _protocol(
         "samples_per_prompt": ev.samples_per_prompt,
         "seed": ev.seed,
         "real_set": "validation split",
-        "bucket": f"{real.bucket} (the most validation clips); other buckets' scores under bucket.<name>",
+        "bucket": f"{real.bucket} (the most validation clips); other buckets' scores under bucket.<name>, "
+        "from each prompt's first seeds, as many as their floor's n needs (bucket.<name>.n_generated)",
     }

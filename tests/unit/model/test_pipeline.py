@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from reelforge.config import SchedulerParams
+from reelforge.evaluate.stage import generated
 from reelforge.model.autoencoder import Autoencoder
 from reelforge.model.backbone import ModelConfig, TextToVideoModel
 from reelforge.model.pipeline import GENERATION_CONFIG, TextToVideoPipeline
@@ -92,3 +93,13 @@ def test_bf16_autocast_samples_videos_close_to_fp32():
     pipeline.to("cpu", autocast=torch.bfloat16)
     got = pipeline.generate(PROMPTS[:1], [0], steps=2)
     assert got.dtype == np.uint8 and np.abs(got.astype(int) - want.astype(int)).mean() < 8
+
+
+def test_evaluation_generates_a_batch_at_a_time_and_keeps_the_first_videos():
+    pipeline, head = _pipeline(), []
+    prompts, seeds = PROMPTS * 3, list(range(6))
+    batches = list(generated(pipeline, prompts, seeds, (4, 16, 16), 4, 3, head))
+    assert [len(b) for b in batches] == [4, 2]
+    assert len(head) == 3 and np.array_equal(np.stack(head), batches[0][:3])
+    alone = pipeline.generate(prompts[4:5], seeds[4:5])[0]  # a video is its seed's in any batch
+    assert np.abs(alone.astype(int) - batches[1][0]).max() <= 1
