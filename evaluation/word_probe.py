@@ -59,6 +59,18 @@ def text_only_error(x: np.ndarray, captions: list[str], by: tuple[str, ...]) -> 
     return float(np.mean(errors))
 
 
+def x0_estimate(
+    flow: RectifiedFlow,
+    model: torch.nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    sigma: float,
+    ids: torch.Tensor,
+) -> torch.Tensor:
+    """The model's clean-sample estimate, whichever it predicts (x_t = x0 + sigma * velocity)."""
+    return x_t - sigma * flow.velocity(model, x_t, t, ids)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("weights", type=Path, help="EMA state dict saved by checkpoint_study.py --save")
@@ -88,7 +100,10 @@ def main() -> None:
             x_t = (1 - s) * x0 + s * noise
             t = torch.full((len(idx),), s * cfg.scheduler.num_train_timesteps)
             variants = [probed, *([swap(c, a) for c in probed] for a in SWAPPED), [""] * len(idx)]
-            errors = [float(((model(x_t, t, data.tokenizer(v)) - x0) ** 2).mean()) for v in variants]
+            errors = [
+                float(((x0_estimate(flow, model, x_t, t, s, data.tokenizer(v)) - x0) ** 2).mean())
+                for v in variants
+            ]
             print(f"{s:>6.2f} {errors[0]:>8.4f}" + "".join(f"{e / errors[0]:>11.3f}x" for e in errors[1:]))
 
     x = np.concatenate(
