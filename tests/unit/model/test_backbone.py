@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from reelforge.config import apply_overrides
 from reelforge.model.backbone import ModelConfig, TextToVideoModel, load_backbone
+from reelforge.model.convnet import ConvVideoBackbone
 
 CFG = ModelConfig(
     size="tiny", num_frames=4, height=16, width=16, channels=3, vocab_size=20, max_text_tokens=6
@@ -32,8 +35,6 @@ def test_size_mismatch_is_a_clear_error():
 def test_both_backbone_kinds_build_save_and_load(tmp_path):
     from diffusers import CogVideoXTransformer3DModel
 
-    from reelforge.model.convnet import ConvVideoBackbone
-
     x, t, ids = torch.randn(1, 4, 3, 16, 16), torch.tensor([500.0]), torch.randint(0, 20, (1, 6))
     for size, kind in (("tiny-conv", ConvVideoBackbone), ("tiny", CogVideoXTransformer3DModel)):
         model = TextToVideoModel(ModelConfig(size, 4, 16, 16, 3, 20, 6)).eval()
@@ -48,7 +49,6 @@ def test_both_backbone_kinds_build_save_and_load(tmp_path):
 
 def test_versions_saved_in_the_single_file_layout_still_load(tmp_path):
     """Champions registered before the diffusers layout (config.json + model.pt) must stay loadable."""
-    import json
     from dataclasses import asdict
 
     torch.manual_seed(0)
@@ -70,25 +70,26 @@ def test_pretrained_backbone_is_fine_tuned_in_place_of_the_size_table(tmp_path):
     assert raw["train"]["pretrained_path"] == str(tmp_path / "backbone")
 
 
-def test_conv_backbone_attends_to_the_text_above_the_bottleneck_and_older_ones_still_load(tmp_path):
-    """New conv backbones cross-attend to the text at the two coarsest levels (8 x 8 and 4 x 4 at the
-    demo's size); one saved before `attention_levels` existed has only the bottleneck's and loads as it was
-    trained."""
-    import json
-
-    from reelforge.model.convnet import ConvVideoBackbone
-
-    new = TextToVideoModel(ModelConfig("tiny-conv", 4, 16, 16, 3, 20, 6)).backbone
-    assert new.config.attention_levels == 2 and sorted(new.attention) == ["d1", "u1"]
+def _saved_without(tmp_path, key: str) -> tuple[ConvVideoBackbone, ConvVideoBackbone, tuple]:
+    """A small conv backbone, saved as one from before config `key` existed, and loaded back; with inputs."""
     torch.manual_seed(0)
     old = ConvVideoBackbone(text_embed_dim=8, channels=(8, 16), time_embed_dim=16, heads=2).eval()
     old.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["attention_levels"]
+    del config[key]
     (tmp_path / "config.json").write_text(json.dumps(config))
-    again = load_backbone(tmp_path)
+    inputs = torch.randn(1, 4, 3, 16, 16), torch.randn(1, 6, 8), torch.tensor([500.0])
+    return old, load_backbone(tmp_path), inputs
+
+
+def test_conv_backbone_attends_to_the_text_above_the_bottleneck_and_older_ones_still_load(tmp_path):
+    """New conv backbones cross-attend to the text at the two coarsest levels (8 x 8 and 4 x 4 at the
+    demo's size); one saved before `attention_levels` existed has only the bottleneck's and loads as it was
+    trained."""
+    new = TextToVideoModel(ModelConfig("tiny-conv", 4, 16, 16, 3, 20, 6)).backbone
+    assert new.config.attention_levels == 2 and sorted(new.attention) == ["d1", "u1"]
+    old, again, (x, text, t) = _saved_without(tmp_path, "attention_levels")
     assert again.config.attention_levels == 1 and len(again.attention) == 0
-    x, text, t = torch.randn(1, 4, 3, 16, 16), torch.randn(1, 6, 8), torch.tensor([500.0])
     assert torch.equal(again(x, text, t)[0], old(x, text, t)[0])
     assert not torch.allclose(again(x, torch.randn_like(text), t)[0], again(x, text, t)[0])  # text matters
     with pytest.raises(ValueError, match="attention_levels 3 must be 1 to 2"):
@@ -99,21 +100,10 @@ def test_conv_backbone_pools_the_text_by_attention_and_older_ones_still_load_wit
     """New conv backbones condition every frame on the text through learned queries over its tokens (one
     query can pick one word); one saved before `text_pool_queries` existed conditions on the mean token and
     loads as it was trained."""
-    import json
-
-    from reelforge.model.convnet import ConvVideoBackbone
-
     new = TextToVideoModel(ModelConfig("tiny-conv", 4, 16, 16, 3, 20, 6)).backbone
     assert new.config.text_pool_queries == 4 and new.text_pool.queries.shape == (4, 64)
-    torch.manual_seed(0)
-    old = ConvVideoBackbone(text_embed_dim=8, channels=(8, 16), time_embed_dim=16, heads=2).eval()
-    old.save_pretrained(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    del config["text_pool_queries"]
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    again = load_backbone(tmp_path)
+    old, again, (x, text, t) = _saved_without(tmp_path, "text_pool_queries")
     assert again.config.text_pool_queries == 0 and again.text_pool is None
-    x, text, t = torch.randn(1, 4, 3, 16, 16), torch.randn(1, 6, 8), torch.tensor([500.0])
     assert torch.equal(again(x, text, t)[0], old(x, text, t)[0])
     pooled = ConvVideoBackbone(
         text_embed_dim=8, channels=(8, 16), time_embed_dim=16, heads=2, text_pool_queries=3
