@@ -236,7 +236,7 @@ def _score_version(
     )
     scored = score_videos(ex, videos, prompt_list, real.set, ev.bootstrap, ev.seed, real.pixel)
     mlflow.log_metrics({f"{role}.{k}": v for k, v in scored.scores.items()})
-    head = np.stack(head)
+    head = np.asarray(head)  # (rows x samples per prompt, T, H, W, 3); empty without GIF rows
     log_samples(head, f"{role}_v{version}", ev.samples_per_prompt, rows, pipeline.fps)
     buckets = {}
     for bucket, (shape, other) in real.others.items():
