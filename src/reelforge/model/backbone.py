@@ -77,6 +77,7 @@ class TextToVideoModel(nn.Module):
                 patch_size=d.patch_size,
                 attention_levels=d.attention_levels,
                 text_pool_queries=d.text_pool_queries,
+                text_prior_grid=d.text_prior_grid,
             )
         elif backbone is None:
             backbone = CogVideoXTransformer3DModel(

@@ -14,9 +14,12 @@ per frame, temporal 1D convolutions per pixel, attention at the coarsest levels 
 the text reaches the frames at four times as many positions: the demo model's background and colour
 improved with it (docs/training.md).
 
-Every block is FiLM-conditioned on the timestep, the mean text embedding and the frame's index (sinusoidal,
-so any frame count works). Same call as diffusers' CogVideoX transformer, and saved the same way
-(`save_pretrained` / `from_pretrained`, a `config.json` with `_class_name`).
+Every block is FiLM-conditioned on the timestep, the pooled text and the frame's index (sinusoidal, so any
+frame count works). With `text_prior_grid`, a `TextPrior` draws from the text alone a coarse map per frame,
+added to the output and given as input: where the prompt's shape is, which the rest learns slowly.
+
+Same call as diffusers' CogVideoX transformer, and saved the same way (`save_pretrained` /
+`from_pretrained`, a `config.json` with `_class_name`).
 """
 
 from __future__ import annotations
@@ -101,6 +104,37 @@ class TextPool(nn.Module):
         return self.attn(q, text, text, need_weights=False)[0].flatten(1)  # (B, Q * D)
 
 
+class TextPrior(nn.Module):
+    """What the text alone says each frame holds: an MLP from every text token (flattened, so no pooling
+    dilutes one word among the rest) and the frame's place in the clip (0 first, 1 last: any frame count)
+    to a coarse `grid` x `grid` map per frame, resized to the frame.
+
+    From pure noise the best prediction is the mean of the clips whose captions have the prompt's words:
+    where the shape starts and where it goes. The backbone's convolutions and attention know position only
+    from their zero padding, and their pooled text barely moves with one word; trained at pure noise they
+    took 1,200 steps to read the direction word, this path 150-300 (docs/training.md). The map is added to
+    the output (zero at init) and given to the network as input channels, so the network can refine or
+    cancel it where the noisy input says more."""
+
+    def __init__(self, text_dim: int, freq_dim: int, channels: int, grid: int, hidden: int = 256):
+        super().__init__()
+        self.freq_dim, self.channels, self.grid = freq_dim, channels, grid
+        self.mlp = nn.Sequential(
+            nn.Linear(text_dim + freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, channels * grid * grid)
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, text: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+        """text (B, D) -> (B*T, channels, height, width)."""
+        place = torch.linspace(0, 1, frames, device=text.device) if frames > 1 else text.new_zeros(1)
+        where = get_timestep_embedding(place * 1000, self.freq_dim)  # (T, F)
+        b = len(text)
+        z = torch.cat([text[:, None].expand(b, frames, -1), where[None].expand(b, -1, -1).to(text)], -1)
+        maps = self.mlp(z).view(b * frames, self.channels, self.grid, self.grid)
+        return F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)
+
+
 class ConvVideoBackbone(ModelMixin, ConfigMixin):
     """(B, T, C, H, W) noisy video, (B, L, text_embed_dim) text, (B,) timestep -> (B, T, C, H, W)."""
 
@@ -119,6 +153,7 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
         patch_size: int = 2,  # pixel-unshuffle factor: H and W must be divisible by patch_size * 2^(levels-1)
         attention_levels: int = 1,  # the coarsest levels with attention: 1 = the bottleneck only
         text_pool_queries: int = 0,  # the text in the conditioning: 0 = the mean token, else TextPool
+        text_prior_grid: int = 0,  # 0: none; else TextPrior's map, grid x grid per frame
     ):
         super().__init__()
         self.freq_dim = channels[0]
@@ -129,7 +164,13 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
             nn.SiLU(),
             nn.Linear(time_embed_dim, time_embed_dim),
         )
-        self.conv_in = nn.Conv2d(in_channels * patch_size**2, channels[0], 3, padding=1)
+        self.prior = (
+            TextPrior(max_text_seq_length * text_embed_dim, self.freq_dim, out_channels, text_prior_grid)
+            if text_prior_grid
+            else None
+        )
+        prior_channels = out_channels if text_prior_grid else 0
+        self.conv_in = nn.Conv2d((in_channels + prior_channels) * patch_size**2, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         cin = channels[0]
@@ -182,8 +223,18 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
         ).to(hidden_states.dtype)
         cond = self.cond(cond).reshape(b * frames, -1)
 
-        x = F.pixel_unshuffle(hidden_states.reshape(b * frames, c, h, w), p)
-        x = self.conv_in(x)
+        x = hidden_states.reshape(b * frames, c, h, w)
+        prior = None
+        if self.prior is not None:
+            tokens = encoder_hidden_states.shape[1]
+            if tokens != self.config.max_text_seq_length:
+                raise ValueError(
+                    f"{tokens} text tokens; this backbone's text prior reads exactly "
+                    f"max_text_seq_length {self.config.max_text_seq_length} (pad the prompt)"
+                )
+            prior = self.prior(encoder_hidden_states.float().flatten(1), frames, h, w).to(x.dtype)
+            x = torch.cat([x, prior], dim=1)
+        x = self.conv_in(F.pixel_unshuffle(x, p))
         skips, levels = [], len(self.down)
         for level, (block, down) in enumerate(zip(self.down, self.downsample, strict=True)):
             x = self._attend(f"d{level}", block(x, cond, frames), encoder_hidden_states, frames)
@@ -197,5 +248,6 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
             if i < len(self.upsample):
                 x = self.upsample[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))
         x = self.conv_out(F.silu(self.norm_out(x)))
-        out = F.pixel_shuffle(x, p).reshape(b, frames, -1, h, w)
+        out = F.pixel_shuffle(x, p)
+        out = (out if prior is None else out + prior).reshape(b, frames, -1, h, w)
         return (out,)

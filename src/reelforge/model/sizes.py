@@ -22,6 +22,7 @@ class ModelSize:
     channels: tuple[int, ...] = ()  # conv: width per level, each level halving the resolution
     attention_levels: int = 1  # conv: the coarsest levels with self- and text cross-attention
     text_pool_queries: int = 0  # conv: the text in the per-frame conditioning, 0: the mean token
+    text_prior_grid: int = 0  # conv: the text-only map added to the output (convnet.TextPrior), 0: none
 
     @property
     def spatial_multiple(self) -> int:
@@ -53,6 +54,7 @@ MODEL_SIZES: dict[str, ModelSize] = {
         channels=(32, 64, 128),
         attention_levels=2,  # 8 x 8 and 4 x 4 at 32 x 32
         text_pool_queries=4,  # one per attribute a demo prompt names
+        text_prior_grid=8,  # where the shape is from the words alone: 4 x 4 pixel cells at 32 x 32
     ),
     # A quick GPU smoke test.
     "small": ModelSize(

@@ -112,3 +112,34 @@ def test_conv_backbone_pools_the_text_by_attention_and_older_ones_still_load_wit
     one_word = text.clone()
     one_word[0, 2] += 1.0  # one token changed: the conditioning sees it
     assert not torch.allclose(pooled(x, one_word, t)[0], pooled(x, text, t)[0])
+
+
+def test_conv_backbone_draws_a_text_only_map_per_frame_and_older_ones_still_load_without(tmp_path):
+    """New conv backbones add a coarse map drawn from the text and the frame's place in the clip to their
+    output (zero at init, so they start as the network alone) and see it as input channels; it follows any
+    frame count and frame size. One saved before `text_prior_grid` existed has none and loads as trained."""
+    new = TextToVideoModel(ModelConfig("tiny-conv", 4, 16, 16, 3, 20, 6)).backbone
+    assert new.config.text_prior_grid == 8 and new.conv_in.in_channels == (3 + 3) * 2**2
+    old, again, (x, text, t) = _saved_without(tmp_path, "text_prior_grid")
+    assert again.config.text_prior_grid == 0 and again.prior is None
+    assert torch.equal(again(x, text, t)[0], old(x, text, t)[0])
+    drawn = ConvVideoBackbone(
+        text_embed_dim=8,
+        max_text_seq_length=6,
+        channels=(8, 16),
+        time_embed_dim=16,
+        heads=2,
+        text_prior_grid=4,
+    )
+    torch.nn.init.normal_(drawn.prior.mlp[-1].weight)  # as if trained
+    for frames, h, w in [(4, 16, 16), (1, 16, 16), (5, 12, 16)]:
+        x = torch.randn(2, frames, 3, h, w)
+        assert drawn.prior(text.flatten(1).expand(2, -1), frames, h, w).shape == (2 * frames, 3, h, w)
+        assert drawn(x, text.expand(2, -1, -1), t)[0].shape == x.shape
+    one_word = text.clone()
+    one_word[0, 4] += 1.0  # one token of six changed: the map sees it, undiluted
+    maps = drawn.prior(torch.cat([text, one_word]).flatten(1), 4, 16, 16).view(2, 4, 3, 16, 16)
+    assert (maps[0] - maps[1]).abs().mean() > 0.1 * maps[0].abs().mean()
+    assert not torch.allclose(maps[:, 0], maps[:, -1])  # the frame's place changes it too
+    with pytest.raises(ValueError, match="5 text tokens; .* max_text_seq_length 6"):
+        drawn(x, text[:, :5], t)
