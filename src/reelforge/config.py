@@ -619,6 +619,12 @@ class TrainConfig(StageConfig):
         d = MODEL_SIZES[train.model_size]
         if d.backbone == "conv" and train.gradient_checkpointing:
             return [f"train.gradient_checkpointing: the conv backbone of {train.model_size!r} has none"]
+        if d.text_prior_grid and self.scheduler.num_train_timesteps != d.text_prior_timesteps:
+            return [
+                f"scheduler.num_train_timesteps {self.scheduler.num_train_timesteps}: the text prior of "
+                f"train.model_size {train.model_size!r} weighs in by sigma = t / {d.text_prior_timesteps}; "
+                f"use {d.text_prior_timesteps}"
+            ]
         patch = d.spatial_multiple
         return [
             f"clip.buckets {b.name}: width and height must be divisible by {patch} (the patch size, x 2 per "

@@ -78,6 +78,10 @@ def _params(*overrides: str):
             "clip.buckets: ['32x32x16', '32x32x16'] has repeated entries",
         ),
         (["train.model_size=huge"], "train.model_size 'huge' is unknown"),
+        (
+            ["scheduler.num_train_timesteps=500"],
+            "the text prior of train.model_size 'tiny-conv' weighs in by sigma = t / 1000; use 1000",
+        ),
     ],
 )
 def test_bad_training_configs_fail_at_start_up_naming_the_key_and_fix(overrides, message):

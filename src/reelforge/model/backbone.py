@@ -78,6 +78,7 @@ class TextToVideoModel(nn.Module):
                 attention_levels=d.attention_levels,
                 text_pool_queries=d.text_pool_queries,
                 text_prior_grid=d.text_prior_grid,
+                text_prior_timesteps=d.text_prior_timesteps,
             )
         elif backbone is None:
             backbone = CogVideoXTransformer3DModel(

@@ -16,7 +16,8 @@ improved with it (docs/training.md).
 
 Every block is FiLM-conditioned on the timestep, the pooled text and the frame's index (sinusoidal, so any
 frame count works). With `text_prior_grid`, a `TextPrior` draws from the text alone a coarse map per frame,
-added to the output and given as input: where the prompt's shape is, which the rest learns slowly.
+given as input and added to the output at high noise: where the prompt's shape is, which the rest learns
+slowly.
 
 Same call as diffusers' CogVideoX transformer, and saved the same way (`save_pretrained` /
 `from_pretrained`, a `config.json` with `_class_name`).
@@ -104,6 +105,16 @@ class TextPool(nn.Module):
         return self.attn(q, text, text, need_weights=False)[0].flatten(1)  # (B, Q * D)
 
 
+PRIOR_DATA_STD = 0.5  # the clean sample's spread about the text's mean, in [-1, 1] pixels (EDM's sigma_data)
+
+
+def prior_weight(sigma: torch.Tensor) -> torch.Tensor:
+    """How much of x0's best estimate the text's mean is at noise level sigma, were x0 Gaussian about it:
+    x_t = (1 - sigma) x0 + sigma noise gives sigma^2 / (sigma^2 + (1 - sigma)^2 std^2). 1 at pure noise, 0
+    at none: the network is left the rest, and need not cancel the mean where the input shows the clip."""
+    return sigma**2 / (sigma**2 + (1 - sigma) ** 2 * PRIOR_DATA_STD**2)
+
+
 class TextPrior(nn.Module):
     """What the text alone says each frame holds: an MLP from every text token (flattened, so no pooling
     dilutes one word among the rest) and the frame's place in the clip (0 first, 1 last: any frame count)
@@ -112,9 +123,9 @@ class TextPrior(nn.Module):
     From pure noise the best prediction is the mean of the clips whose captions have the prompt's words:
     where the shape starts and where it goes. The backbone's convolutions and attention know position only
     from their zero padding, and their pooled text barely moves with one word; trained at pure noise they
-    took 1,200 steps to read the direction word, this path 150-300 (docs/training.md). The map is added to
-    the output (zero at init) and given to the network as input channels, so the network can refine or
-    cancel it where the noisy input says more."""
+    took 1,200 steps to read the direction word, this path 150-300 (docs/training.md). The map is given to
+    the network as input channels and added to its output weighted by `prior_weight(sigma)`: all of it at
+    pure noise, none without noise. Zero at init."""
 
     def __init__(self, text_dim: int, freq_dim: int, channels: int, grid: int, hidden: int = 256):
         super().__init__()
@@ -154,6 +165,7 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
         attention_levels: int = 1,  # the coarsest levels with attention: 1 = the bottleneck only
         text_pool_queries: int = 0,  # the text in the conditioning: 0 = the mean token, else TextPool
         text_prior_grid: int = 0,  # 0: none; else TextPrior's map, grid x grid per frame
+        text_prior_timesteps: int = 1000,  # the timestep of pure noise (scheduler.num_train_timesteps)
     ):
         super().__init__()
         self.freq_dim = channels[0]
@@ -234,6 +246,8 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
                 )
             prior = self.prior(encoder_hidden_states.float().flatten(1), frames, h, w).to(x.dtype)
             x = torch.cat([x, prior], dim=1)
+            sigma = (timestep.expand(b).float() / self.config.text_prior_timesteps).clamp(0, 1)
+            weight = prior_weight(sigma).repeat_interleave(frames)[:, None, None, None].to(x.dtype)
         x = self.conv_in(F.pixel_unshuffle(x, p))
         skips, levels = [], len(self.down)
         for level, (block, down) in enumerate(zip(self.down, self.downsample, strict=True)):
@@ -249,5 +263,5 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
                 x = self.upsample[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))
         x = self.conv_out(F.silu(self.norm_out(x)))
         out = F.pixel_shuffle(x, p)
-        out = (out if prior is None else out + prior).reshape(b, frames, -1, h, w)
+        out = (out if prior is None else out + weight * prior).reshape(b, frames, -1, h, w)
         return (out,)

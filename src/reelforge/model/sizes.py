@@ -23,6 +23,7 @@ class ModelSize:
     attention_levels: int = 1  # conv: the coarsest levels with self- and text cross-attention
     text_pool_queries: int = 0  # conv: the text in the per-frame conditioning, 0: the mean token
     text_prior_grid: int = 0  # conv: the text-only map added to the output (convnet.TextPrior), 0: none
+    text_prior_timesteps: int = 1000  # conv: the timestep of pure noise, where the map weighs in whole
 
     @property
     def spatial_multiple(self) -> int:

@@ -7,7 +7,7 @@ import torch
 
 from reelforge.config import apply_overrides
 from reelforge.model.backbone import ModelConfig, TextToVideoModel, load_backbone
-from reelforge.model.convnet import ConvVideoBackbone
+from reelforge.model.convnet import ConvVideoBackbone, prior_weight
 
 CFG = ModelConfig(
     size="tiny", num_frames=4, height=16, width=16, channels=3, vocab_size=20, max_text_tokens=6
@@ -143,3 +143,11 @@ def test_conv_backbone_draws_a_text_only_map_per_frame_and_older_ones_still_load
     assert not torch.allclose(maps[:, 0], maps[:, -1])  # the frame's place changes it too
     with pytest.raises(ValueError, match="5 text tokens; .* max_text_seq_length 6"):
         drawn(x, text[:, :5], t)
+
+
+def test_the_text_prior_weighs_in_as_the_text_mean_would_for_a_gaussian_clip():
+    """All of the estimate at pure noise, none without noise, and in between what the posterior mean of a
+    Gaussian about the text's mean gives it (std 0.5: at sigma 0.5 it is 0.25 / (0.25 + 0.0625))."""
+    w = prior_weight(torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]))
+    assert w[0] == 0 and w[-1] == 1 and torch.all(w.diff() > 0)
+    assert w[2].item() == pytest.approx(0.8)
