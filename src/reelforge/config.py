@@ -376,7 +376,7 @@ class LatentParams(Section):
 
 class SampleParams(Section):
     steps: int = Field(20, ge=1, description="Euler steps when sampling.")
-    guidance: float = Field(1.25, ge=1.0, description="Classifier-free guidance scale (1 = off).")
+    guidance: float = Field(1.5, ge=1.0, description="Classifier-free guidance scale (1 = off).")
 
 
 class EvaluateParams(Section):

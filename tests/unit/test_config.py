@@ -79,8 +79,8 @@ def _params(*overrides: str):
         ),
         (["train.model_size=huge"], "train.model_size 'huge' is unknown"),
         (
-            ["scheduler.num_train_timesteps=500"],
-            "the text prior of train.model_size 'tiny-conv' weighs in by sigma = t / 1000; use 1000",
+            ["train.model_size=tiny-conv-prior", "scheduler.num_train_timesteps=500"],
+            "the text prior of train.model_size 'tiny-conv-prior' weighs in by sigma = t / 1000; use 1000",
         ),
     ],
 )

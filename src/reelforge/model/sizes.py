@@ -6,7 +6,7 @@ Parameter counts are counted from the built networks (`reelforge sizes`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,21 @@ def spatial_multiple(patch_size: int, channels: tuple[int, ...] | list[int] = ()
     return patch_size * 2 ** max(len(channels) - 1, 0)
 
 
+TINY_CONV = ModelSize(
+    layers=3,
+    heads=4,
+    head_dim=32,
+    patch_size=2,
+    time_embed_dim=128,
+    text_dim=64,
+    text_layers=2,
+    backbone="conv",
+    channels=(32, 64, 128),
+    attention_levels=2,  # 8 x 8 and 4 x 4 at 32 x 32
+    text_pool_queries=4,  # one per attribute a demo prompt names
+)
+
+
 MODEL_SIZES: dict[str, ModelSize] = {
     # The CPU demo: a CogVideoX transformer over 4x4 patches, ~1 s per batch of 16 at 16x32x32 on 2 cores.
     "tiny": ModelSize(
@@ -43,20 +58,11 @@ MODEL_SIZES: dict[str, ModelSize] = {
     ),
     # A small conv U-Net for little data on CPU: at the same step cost it draws coherent blobs where `tiny`
     # draws scattered patches (docs/training.md has the measurements).
-    "tiny-conv": ModelSize(
-        layers=3,
-        heads=4,
-        head_dim=32,
-        patch_size=2,
-        time_embed_dim=128,
-        text_dim=64,
-        text_layers=2,
-        backbone="conv",
-        channels=(32, 64, 128),
-        attention_levels=2,  # 8 x 8 and 4 x 4 at 32 x 32
-        text_pool_queries=4,  # one per attribute a demo prompt names
-        text_prior_grid=8,  # where the shape is from the words alone: 4 x 4 pixel cells at 32 x 32
-    ),
+    "tiny-conv": TINY_CONV,
+    # `tiny-conv` with a text prior (convnet.TextPrior): a coarse map of where the shape is, from the words
+    # alone (8 x 8: 4 x 4 pixel cells at 32 x 32). It doubles the demo's direction accuracy at 600 steps,
+    # and its blobs come and go more: not the demo's default yet (docs/training.md, "A text prior").
+    "tiny-conv-prior": replace(TINY_CONV, text_prior_grid=8),
     # A quick GPU smoke test.
     "small": ModelSize(
         layers=8, heads=8, head_dim=32, patch_size=2, time_embed_dim=256, text_dim=256, text_layers=4

@@ -115,10 +115,11 @@ def test_conv_backbone_pools_the_text_by_attention_and_older_ones_still_load_wit
 
 
 def test_conv_backbone_draws_a_text_only_map_per_frame_and_older_ones_still_load_without(tmp_path):
-    """New conv backbones add a coarse map drawn from the text and the frame's place in the clip to their
-    output (zero at init, so they start as the network alone) and see it as input channels; it follows any
-    frame count and frame size. One saved before `text_prior_grid` existed has none and loads as trained."""
-    new = TextToVideoModel(ModelConfig("tiny-conv", 4, 16, 16, 3, 20, 6)).backbone
+    """`tiny-conv-prior` draws a coarse map from every text token and the frame's place in the clip, sees it
+    as input channels and adds it to its output (zero at init: it starts as the network alone); the map
+    follows any frame count and size. One saved before `text_prior_grid` existed has none and loads as
+    trained."""
+    new = TextToVideoModel(ModelConfig("tiny-conv-prior", 4, 16, 16, 3, 20, 6)).backbone
     assert new.config.text_prior_grid == 8 and new.conv_in.in_channels == (3 + 3) * 2**2
     old, again, (x, text, t) = _saved_without(tmp_path, "text_prior_grid")
     assert again.config.text_prior_grid == 0 and again.prior is None
