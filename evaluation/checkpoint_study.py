@@ -79,8 +79,16 @@ def main() -> None:
     L.seed_everything(train.seed)
 
     # The evaluate stage's side: extractors, the real validation clips, the pixel check, prompts and seeds.
+    # Like the evaluate stage's gated scores: the bucket with the most validation clips, at its shape.
     manifest = read_manifest(clips_dir)
-    val_ids = list(manifest[manifest.split == "val"].clip_id)
+    val = manifest[manifest.split == "val"]
+    val = val[val.bucket == val.bucket.value_counts(sort=True).index[0]]
+    val_ids = list(val.clip_id)
+    shape = {
+        "num_frames": int(val.num_frames.iloc[0]),
+        "width": int(val.width.iloc[0]),
+        "height": int(val.height.iloc[0]),
+    }
     clips = load_clips(clips_dir, val_ids)
     real_videos = np.stack([clips[c] for c in val_ids])
     ex = Extractors.load(ev, args.captions)
@@ -99,7 +107,7 @@ def main() -> None:
 
     def score() -> dict:
         t0 = time.perf_counter()
-        videos = pipeline.generate(prompts, seeds)
+        videos = pipeline.generate(prompts, seeds, **shape)
         scores = score_videos(ex, videos, prompts, real, bootstrap=0, seed=ev.seed, pixel=pixel).scores
         scores["pixel_mean_acc"] = float(np.mean([scores[f"pixel_{c}_acc"] for c in PIXEL_CHECKS]))
         return scores | {"score_seconds": round(time.perf_counter() - t0, 1)}, videos
