@@ -611,22 +611,25 @@ class TrainConfig(StageConfig):
     registry: RegistryParams = Field(default_factory=RegistryParams)
 
     def problems(self) -> list[str]:
-        """Clips must split into whole patches of the named size (a pretrained backbone or autoencoder is
-        checked against its own config.json when training starts: `reelforge.model.fit`)."""
+        """Every setting the named size cannot take, each with its fix. Clips must split into whole patches
+        of it (a pretrained backbone or autoencoder is checked against its own config.json when training
+        starts: `reelforge.model.fit`)."""
         train = self.train
-        if train.pretrained_path or train.vae_path:
+        if train.pretrained_path:
             return []
-        d = MODEL_SIZES[train.model_size]
+        d, found = MODEL_SIZES[train.model_size], []
         if d.backbone == "conv" and train.gradient_checkpointing:
-            return [f"train.gradient_checkpointing: the conv backbone of {train.model_size!r} has none"]
+            found.append(f"train.gradient_checkpointing: the conv backbone of {train.model_size!r} has none")
         if d.text_prior_grid and self.scheduler.num_train_timesteps != d.text_prior_timesteps:
-            return [
+            found.append(
                 f"scheduler.num_train_timesteps {self.scheduler.num_train_timesteps}: the text prior of "
                 f"train.model_size {train.model_size!r} weighs in by sigma = t / {d.text_prior_timesteps}; "
                 f"use {d.text_prior_timesteps}"
-            ]
+            )
+        if train.vae_path:
+            return found
         patch = d.spatial_multiple
-        return [
+        return found + [
             f"clip.buckets {b.name}: width and height must be divisible by {patch} (the patch size, x 2 per "
             f"conv level) of train.model_size {train.model_size!r}; use e.g. "
             f"{max(patch, b.width // patch * patch)}x{max(patch, b.height // patch * patch)}"

@@ -90,6 +90,20 @@ def test_bad_training_configs_fail_at_start_up_naming_the_key_and_fix(overrides,
     assert message in str(err.value)
 
 
+def test_every_problem_of_a_model_size_is_reported_at_once():
+    """One load names all of them, so a user fixes the params in one go; latent space keeps the checks that
+    are not about pixel patches."""
+    with pytest.raises(ConfigError) as err:
+        _params(
+            "train.model_size=tiny-conv-prior", "scheduler.num_train_timesteps=500",
+            "train.gradient_checkpointing=true", "clip.buckets=[{width: 32, height: 30, num_frames: 16}]",
+        )  # fmt: skip
+    for message in ("gradient_checkpointing", "use 1000", "clip.buckets 32x30x16"):
+        assert message in str(err.value)
+    with pytest.raises(ConfigError, match="use 1000"):
+        _params("train.model_size=tiny-conv-prior", "scheduler.num_train_timesteps=500", "train.vae_path=vae")
+
+
 def test_micro_batch_splits_the_global_batch():
     cfg = TrainParams(batch_size=16, devices=2, strategy="ddp", accumulate_grad_batches=2)
     assert cfg.micro_batch == 4 and cfg.world_size == 2
