@@ -249,7 +249,9 @@ class TrainParams(Section):
     """Model, optimisation and launch. `batch_size` is the global batch of one optimizer step: it is split
     over devices x num_nodes ranks and accumulate_grad_batches micro-batches."""
 
-    model_size: str = Field("tiny-conv", description="A name from reelforge.model.backbone.MODEL_SIZES.")
+    model_size: str = Field(
+        "tiny-conv-prior", description="A name from reelforge.model.backbone.MODEL_SIZES."
+    )
     pretrained_path: str | None = Field(
         None,
         description="Local diffusers CogVideoXTransformer3DModel dir to fine-tune (replaces model_size).",
@@ -375,8 +377,8 @@ class LatentParams(Section):
 
 
 class SampleParams(Section):
-    steps: int = Field(20, ge=1, description="Euler steps when sampling.")
-    guidance: float = Field(1.5, ge=1.0, description="Classifier-free guidance scale (1 = off).")
+    steps: int = Field(10, ge=1, description="Euler steps when sampling.")
+    guidance: float = Field(1.0, ge=1.0, description="Classifier-free guidance scale (1 = off).")
 
 
 class EvaluateParams(Section):
@@ -440,7 +442,7 @@ class PromoteParams(Section):
         description="Confidence of the paired tests against the champion (one-sided, bootstrap).",
     )
     min_pixel_acc: dict[PixelCheckName, float] = Field(
-        default_factory=lambda: {"background": 0.9, "color": 0.8, "single_blob": 0.8},
+        default_factory=lambda: {"background": 0.9, "color": 0.8, "single_blob": 0.8, "direction": 0.6},
         description="Demo data only (evaluation ran the pixel check): per check, the least share of the "
         "candidate's videos whose pixels show what the prompt asked. Set it to {} for data outside the demo "
         "world (no pixel check: the gate fails, naming this key). The demo's model meets these three; "

@@ -117,32 +117,39 @@ def prior_weight(sigma: torch.Tensor) -> torch.Tensor:
 
 class TextPrior(nn.Module):
     """What the text alone says each frame holds: an MLP from every text token (flattened, so no pooling
-    dilutes one word among the rest) and the frame's place in the clip (0 first, 1 last: any frame count)
-    to a coarse `grid` x `grid` map per frame, resized to the frame.
+    dilutes one word among the rest) to `KNOTS` coarse `grid` x `grid` maps, spread evenly over the clip and
+    interpolated linearly between them (any frame count), each resized to the frame.
 
     From pure noise the best prediction is the mean of the clips whose captions have the prompt's words:
     where the shape starts and where it goes. The backbone's convolutions and attention know position only
     from their zero padding, and their pooled text barely moves with one word; trained at pure noise they
-    took 1,200 steps to read the direction word, this path 150-300 (docs/training.md). The map is given to
-    the network as input channels and added to its output weighted by `prior_weight(sigma)`: all of it at
-    pure noise, none without noise. Zero at init."""
+    took 1,200 steps to read the direction word, this path 300 (docs/training.md). Knots, not an MLP fed the
+    frame's place: that one had to learn the product of words and place through one hidden layer, and drew
+    the same smear along the path in every frame. The map is given to the network as input channels and
+    added to its output weighted by `prior_weight(sigma)`: all of it at pure noise, none without noise.
+    Zero at init."""
 
-    def __init__(self, text_dim: int, freq_dim: int, channels: int, grid: int, hidden: int = 256):
+    KNOTS = 4
+
+    def __init__(self, text_dim: int, channels: int, grid: int, hidden: int = 256):
         super().__init__()
-        self.freq_dim, self.channels, self.grid = freq_dim, channels, grid
+        self.channels, self.grid = channels, grid
         self.mlp = nn.Sequential(
-            nn.Linear(text_dim + freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, channels * grid * grid)
+            nn.Linear(text_dim, hidden), nn.SiLU(), nn.Linear(hidden, self.KNOTS * channels * grid * grid)
         )
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, text: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
         """text (B, D) -> (B*T, channels, height, width)."""
-        place = torch.linspace(0, 1, frames, device=text.device) if frames > 1 else text.new_zeros(1)
-        where = get_timestep_embedding(place * 1000, self.freq_dim)  # (T, F)
         b = len(text)
-        z = torch.cat([text[:, None].expand(b, frames, -1), where[None].expand(b, -1, -1).to(text)], -1)
-        maps = self.mlp(z).view(b * frames, self.channels, self.grid, self.grid)
+        knots = self.mlp(text).view(b, self.KNOTS, -1).transpose(1, 2)  # (B, C*g*g, KNOTS)
+        maps = (
+            F.interpolate(knots, size=frames, mode="linear", align_corners=True)
+            if frames > 1
+            else knots[..., :1]
+        )
+        maps = maps.transpose(1, 2).reshape(b * frames, self.channels, self.grid, self.grid)
         return F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)
 
 
@@ -177,7 +184,7 @@ class ConvVideoBackbone(ModelMixin, ConfigMixin):
             nn.Linear(time_embed_dim, time_embed_dim),
         )
         self.prior = (
-            TextPrior(max_text_seq_length * text_embed_dim, self.freq_dim, out_channels, text_prior_grid)
+            TextPrior(max_text_seq_length * text_embed_dim, out_channels, text_prior_grid)
             if text_prior_grid
             else None
         )

@@ -115,9 +115,10 @@ def test_conv_backbone_pools_the_text_by_attention_and_older_ones_still_load_wit
 
 
 def test_conv_backbone_draws_a_text_only_map_per_frame_and_older_ones_still_load_without(tmp_path):
-    """`tiny-conv-prior` draws a coarse map from every text token and the frame's place in the clip, sees it
-    as input channels and adds it to its output (zero at init: it starts as the network alone); the map
-    follows any frame count and size. One saved before `text_prior_grid` existed has none and loads as
+    """`tiny-conv-prior` draws coarse maps from every text token, at knots spread over the clip and linear
+    between them (the shape moves on a path, not as a smear along it), sees them as input channels and adds
+    them to its output (zero at init: it starts as the network alone); the maps follow any frame count and
+    size. One saved before `text_prior_grid` existed has none and loads as
     trained."""
     new = TextToVideoModel(ModelConfig("tiny-conv-prior", 4, 16, 16, 3, 20, 6)).backbone
     assert new.config.text_prior_grid == 8 and new.conv_in.in_channels == (3 + 3) * 2**2
@@ -142,6 +143,9 @@ def test_conv_backbone_draws_a_text_only_map_per_frame_and_older_ones_still_load
     maps = drawn.prior(torch.cat([text, one_word]).flatten(1), 4, 16, 16).view(2, 4, 3, 16, 16)
     assert (maps[0] - maps[1]).abs().mean() > 0.1 * maps[0].abs().mean()
     assert not torch.allclose(maps[:, 0], maps[:, -1])  # the frame's place changes it too
+    seven = drawn.prior(text.flatten(1), 7, 4, 4)  # knots at frames 0, 2, 4 and 6
+    assert torch.allclose(seven[1], (seven[0] + seven[2]) / 2, atol=1e-6)
+    assert not torch.allclose(seven[2], (seven[0] + seven[4]) / 2)  # each knot its own map
     with pytest.raises(ValueError, match="5 text tokens; .* max_text_seq_length 6"):
         drawn(x, text[:, :5], t)
 
