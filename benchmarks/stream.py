@@ -10,7 +10,9 @@
    pixel space, --rss-steps steps) and captioning (`reelforge.caption.stage.run`, --rss-steps captioner
    steps, then every clip read once), on stores of --rss-sizes demo-shaped clips, half of them with a
    caption; beside it, the float32 tensor that holding the clips the stage trains on in memory (as both
-   did before the stream) would take.
+   did before the stream) would take. And, on the same stores, the bytes a rank holds per clip for its read
+   index and captions once loaded (tracemalloc), against that index held as Python objects (the layout
+   before, rebuilt here).
 
     python benchmarks/stream.py --out reports/bench_stream.json
 """
@@ -18,12 +20,14 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +39,9 @@ from train_step import plain_loop
 
 from reelforge.caption.captioner import CAPTIONS
 from reelforge.config import IngestParams
-from reelforge.data.store import MANIFEST, REJECTS, SOURCES, ClipStore, StoredClips
+from reelforge.data.store import MANIFEST, REJECTS, SOURCES, ClipStore, StoredClips, read_manifest
 from reelforge.data.video import encode_mp4
-from reelforge.train.data import StreamedPixels
+from reelforge.train.data import StreamedPixels, TokenizedCaptions
 from reelforge.train.module import BatchStream
 
 CAPTION = "a red circle moves left over a black background"
@@ -175,6 +179,45 @@ def stage_peak_rss_mib(stage: str, clips: Path, captions: Path, steps: int, batc
     return max(self_kib, children_kib) / 1024
 
 
+INDEX_COLUMNS = ["clip_id", "shard", "member_offset", "encoded_bytes", "num_frames", "height", "width"]
+
+
+def held_bytes(build) -> int:
+    """Bytes still allocated (tracemalloc) once `build()` has returned and its temporaries are freed."""
+    gc.collect()
+    tracemalloc.start()
+    kept = build()
+    gc.collect()
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
+    return size
+
+
+def index_bytes_per_clip(root: Path) -> dict[str, float]:
+    """What a training rank holds per clip once its read index and captions are loaded: `StoredClips` and
+    `TokenizedCaptions` as they are, against the same index held as a Python object per clip id, shard name
+    and caption (numpy object arrays, as the code held them before; rebuilt here as the baseline). Each
+    caption is distinct, as auto-captions are."""
+    n = len(read_manifest(root, ["clip_id"]))
+
+    def captions() -> list[str]:
+        return [f"{CAPTION}, take {i}" for i in range(n)]
+
+    def objects() -> tuple:
+        rows = read_manifest(root, INDEX_COLUMNS)
+        return (
+            rows.clip_id.to_numpy(dtype=object), rows.shard.to_numpy(dtype=object),
+            rows.member_offset.to_numpy(np.int64), rows.encoded_bytes.to_numpy(np.int64),
+            rows[["num_frames", "height", "width"]].to_numpy(np.int64), np.asarray(captions(), dtype=object),
+        )  # fmt: skip
+
+    def flat() -> tuple:
+        return StoredClips(root), TokenizedCaptions(captions(), None)
+
+    return {"flat_bytes_per_clip": held_bytes(flat) / n, "objects_bytes_per_clip": held_bytes(objects) / n}
+
+
 def peak_rss(args: argparse.Namespace, scratch: Path) -> list[dict]:
     """Per stage and store size: peak RSS, beside what holding the clips it reads in memory would take (as
     float32 tensors, how training and the captioner held them before the stream)."""
@@ -182,6 +225,10 @@ def peak_rss(args: argparse.Namespace, scratch: Path) -> list[dict]:
     for n in args.rss_sizes:
         root = scratch / f"rss-{n}" / "clips"
         captions = write_store(root, n, (16, 32, 32), "demo", args.settings[0])
+        index = index_bytes_per_clip(root)
+        print(f"{'index':>8} {n:>8} {'':>14} {'':>20}  B/clip held: {index['flat_bytes_per_clip']:.0f} "
+              f"flat, {index['objects_bytes_per_clip']:.0f} as objects", flush=True)  # fmt: skip
+        rows.append({"stage": "index", "clips": n, **{k: round(v, 1) for k, v in index.items()}})
         for stage in args.rss_stages:
             mib = stage_peak_rss_mib(stage, root, captions, args.rss_steps, args.batch)
             # train: its training clips (9 in 10); caption: the captioned training clips (half of those)

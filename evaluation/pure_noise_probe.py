@@ -48,7 +48,7 @@ def main() -> None:
     common = np.bincount(data.train_x.buckets).argmax()  # one bucket: one shape in every batch
     keep = [i for i in range(len(data.train_x)) if data.train_x.buckets[i] == common]
     x = torch.cat([data.train_x[keep[i : i + 64]] for i in range(0, len(keep), 64)])
-    texts = [data.train_ids.texts[i] for i in keep]
+    texts = [data.train_ids.text(i) for i in keep]
     floors = {
         "colour + background": text_only_error(x.numpy(), texts, ("color", "background")),
         "+ direction": text_only_error(x.numpy(), texts, ("color", "background", "direction")),

@@ -89,7 +89,7 @@ def main() -> None:
     model.eval()
     flow = RectifiedFlow(cfg.scheduler)
 
-    texts = data.train_ids.texts
+    texts = [data.train_ids.text(i) for i in range(len(data.train_ids))]
     idx = np.linspace(0, len(texts) - 1, min(args.clips_probed, len(texts))).round().astype(int).tolist()
     x0, probed = data.train_x[idx], [texts[i] for i in idx]
     noise = flow.noise(x0.shape, torch.Generator().manual_seed(0))

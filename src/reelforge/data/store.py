@@ -205,11 +205,14 @@ class StoredClips:
         columns = ["clip_id", "shard", "member_offset", "encoded_bytes", "num_frames", "height", "width"]
         manifest = read_manifest(clips_dir, columns).set_index("clip_id", drop=False)
         rows = manifest if clip_ids is None else manifest.loc[list(clip_ids)]
-        self.clip_ids = rows.clip_id.to_numpy()
-        self.shard = rows.shard.to_numpy()
+        # Flat arrays, no Python object per clip: 48 B a clip with 16-character ids, and no reference
+        # counts for forked DataLoader workers to write to (docs/data.md, "Not yet").
+        self.clip_ids = rows.clip_id.to_numpy().astype("S")  # ASCII ids (content hashes), bytes
+        self.shards, shard = np.unique(rows.shard.to_numpy().astype(str), return_inverse=True)
+        self.shard = shard.astype(np.int32)  # index into `shards` (sorted, so shard order is kept)
         self.offset = rows.member_offset.to_numpy(np.int64)
         self.size = rows.encoded_bytes.to_numpy(np.int64)
-        self.shape = rows[["num_frames", "height", "width"]].to_numpy(np.int64)
+        self.shape = rows[["num_frames", "height", "width"]].to_numpy(np.int32)
         self.url = str(url or clips_dir).rstrip("/")
         self.max_unreadable = max_unreadable
         self.unreadable: list[dict] = []
@@ -219,6 +222,12 @@ class StoredClips:
     def __len__(self) -> int:
         return len(self.clip_ids)
 
+    def clip_id(self, i: int) -> str:
+        return self.clip_ids[i].decode()
+
+    def ids(self, positions: np.ndarray) -> list[str]:
+        return [c.decode() for c in self.clip_ids[positions]]
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fs": None}  # a filesystem handle is per process (fork or spawn)
 
@@ -227,7 +236,9 @@ class StoredClips:
         if self._fs is None or self._pid != os.getpid():
             (self._fs, self._root), self._pid = fsspec.core.url_to_fs(self.url), os.getpid()
         start = int(self.offset[i])
-        return self._fs.cat_file(f"{self._root}/{self.shard[i]}", start=start, end=start + int(self.size[i]))
+        return self._fs.cat_file(
+            f"{self._root}/{self.shards[self.shard[i]]}", start=start, end=start + int(self.size[i])
+        )
 
     def frames(self, i: int, enforce_budget: bool = True) -> np.ndarray | None:
         """Clip i as (T, H, W, 3) uint8, or None when it does not decode to the manifest's shape (recorded
@@ -242,7 +253,8 @@ class StoredClips:
             return frames
         except (av.FFmpegError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-            u = {"clip_id": self.clip_ids[i], "shard": self.shard[i], "member": f"{self.clip_ids[i]}.mp4"}
+            clip_id = self.clip_id(i)
+            u = {"clip_id": clip_id, "shard": str(self.shards[self.shard[i]]), "member": f"{clip_id}.mp4"}
             self.unreadable.append({**u, "error": error})
             self._failed.add(i)
             log.warning("skipped an unreadable clip: %s member %s: %s", u["shard"], u["member"], error)
@@ -254,7 +266,7 @@ class StoredClips:
         """Count failures met by another process's copy (a DataLoader worker's) here, each clip once, and
         check the budget."""
         for u in failures:
-            i = int(np.flatnonzero(self.clip_ids == u["clip_id"])[0])
+            i = int(np.flatnonzero(self.clip_ids == u["clip_id"].encode())[0])
             if i not in self._failed:
                 self._failed.add(i)
                 self.unreadable.append(u)
@@ -345,7 +357,7 @@ def load_clips(
     stored = StoredClips(clips_dir, clip_ids, max_unreadable, url)
     out = {}
     for kept, frames in stream_clips(stored, in_shard_order(stored, 64)):
-        out.update(zip(stored.clip_ids[kept], frames, strict=True))
+        out.update(zip(stored.ids(kept), frames, strict=True))
     return Clips(out, stored.unreadable)
 
 

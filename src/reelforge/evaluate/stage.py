@@ -149,7 +149,7 @@ class _ValClips:
 
     def __init__(self, clips_dir: Path, ids: list[str], read: ReadParams):
         self.stored = StoredClips(clips_dir, ids, read.max_unreadable, read.shards_url)
-        self.index = {c: i for i, c in enumerate(self.stored.clip_ids)}
+        self.index = {c: i for i, c in enumerate(self.stored.ids(np.arange(len(self.stored))))}
         self.workers = read.loader_workers
 
     def __call__(self, ids: list[str]) -> Iterator[np.ndarray]:

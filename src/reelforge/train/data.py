@@ -61,16 +61,23 @@ def most_common_shape(x: StreamedPixels | StreamedLatents) -> torch.Size:
 class TokenizedCaptions:
     """Captions tokenized when a batch asks for them: `ids[idx]` is (B, L), each row padded or cut to L on
     its own, so the same as tokenizing them all at once, without holding N x L ids (or the tokenizer's
-    per-caption encodings, ~2.5 KB each) for the whole set."""
+    per-caption encodings, ~2.5 KB each) for the whole set. The captions are held as one UTF-8 buffer and
+    their end offsets: no Python string per clip (`StoredClips` says why)."""
 
     def __init__(self, texts: list[str], tokenizer: PromptTokenizer):
-        self.texts, self.tokenizer = np.asarray(texts, dtype=object), tokenizer
+        encoded = [t.encode() for t in texts]
+        self.buffer = np.frombuffer(b"".join(encoded), np.uint8)
+        self.ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+        self.tokenizer = tokenizer
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.ends)
+
+    def text(self, i: int) -> str:
+        return self.buffer[self.ends[i - 1] if i else 0 : self.ends[i]].tobytes().decode()
 
     def __getitem__(self, idx: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
-        return self.tokenizer([self.texts[int(i)] for i in idx])
+        return self.tokenizer([self.text(int(i)) for i in idx])
 
 
 @dataclass

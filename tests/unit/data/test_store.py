@@ -106,15 +106,28 @@ def test_a_store_without_byte_ranges_is_refused(ingested, tmp_path):
         StoredClips(out)
 
 
+def test_the_read_index_is_flat_arrays_of_a_few_dozen_bytes_a_clip(ingested):
+    """What a training rank and each of its loader workers hold per clip: no Python object (whose reference
+    counts make forked workers copy the pages), and at most 64 bytes."""
+    stored = StoredClips(ingested)
+    index = [stored.clip_ids, stored.shard, stored.offset, stored.size, stored.shape]
+    assert all(a.dtype != object for a in index)
+    assert sum(a.nbytes for a in index) / len(stored) <= 64
+    manifest = read_manifest(ingested).set_index("clip_id")
+    for i, clip_id in enumerate(stored.ids(np.arange(len(stored)))):
+        assert stored.shards[stored.shard[i]] == manifest.shard[clip_id]
+        assert stored.offset[i] == manifest.member_offset[clip_id]
+
+
 def test_clips_read_by_byte_range_from_a_url_are_the_frames_ingest_cut(ingested, tmp_path):
     """Shards copied elsewhere and read through an fsspec URL (`read.shards_url`) give the same frames."""
     copy = tmp_path / "bucket" / "clips"
     shutil.copytree(ingested / "shards", copy / "shards")
     local = load_clips(ingested)
     stored = StoredClips(ingested, list(local), url=f"file://{copy}")
-    for i, clip_id in enumerate(stored.clip_ids):
+    for i, clip_id in enumerate(stored.ids(np.arange(len(stored)))):
         assert np.array_equal(stored.frames(i), local[clip_id])
-    assert psnr_db(stored.frames(0), local[stored.clip_ids[0]]) == 100  # lossless: bit for bit
+    assert psnr_db(stored.frames(0), local[stored.clip_id(0)]) == 100  # lossless: bit for bit
 
 
 @pytest.mark.parametrize(
@@ -181,7 +194,7 @@ def test_streamed_batches_come_in_order_and_failures_in_workers_count_once(inges
     shutil.copytree(ingested, store)
     member = _damage(store, "zeros")
     stored = StoredClips(store, max_unreadable=0.5)
-    bad = int(np.flatnonzero(stored.clip_ids == member.removesuffix(".mp4"))[0])
+    bad = stored.ids(np.arange(len(stored))).index(member.removesuffix(".mp4"))
     good = [i for i in range(len(stored)) if i != bad]
     batches = [np.array([good[2], bad, good[0]]), np.array([bad, good[1]]), np.array([good[3]])]
     got = list(stream_clips(stored, batches, workers))
