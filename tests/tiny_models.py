@@ -1,12 +1,23 @@
 """Tiny random stand-ins for pretrained weights, saved the way the real files are, so tests exercise the
-real loading code (torch.jit.load) without any download."""
+real loading code (torch.jit.load) without any download; and a tiny random champion in the registry, for
+serving."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import torch
+from mlflow import MlflowClient
 from torch import nn
+
+from reelforge.config import RegistryParams, SchedulerParams
+from reelforge.model.autoencoder import Autoencoder
+from reelforge.model.backbone import ModelConfig, TextToVideoModel
+from reelforge.model.pipeline import TextToVideoPipeline
+from reelforge.model.text import PromptTokenizer, train_tokenizer
+from reelforge.registry.models import log_and_register
+from reelforge.registry.tracking import setup
 
 
 class TinyI3D(nn.Module):
@@ -100,3 +111,21 @@ def save_tiny_vae(out_dir: Path, video: bool = False, seed: int = 0) -> Path:
         )
     vae.save_pretrained(out_dir)
     return out_dir
+
+
+def register_tiny_champion(root: Path, registry: RegistryParams, prompts: list[str]) -> str:
+    """A tiny random text-to-video model (trained shapes 32x32x8 and 48x32x8), saved under root/t2v,
+    registered in the tracking store and given the champion alias, as the promote stage leaves one: its
+    version."""
+    setup(registry)
+    torch.manual_seed(0)
+    tokenizer = PromptTokenizer(train_tokenizer(prompts), 12)
+    model = TextToVideoModel(ModelConfig("tiny-conv", 8, 32, 32, 3, tokenizer.tok.get_vocab_size(), 12))
+    pipeline = TextToVideoPipeline(
+        model.eval(), tokenizer, Autoencoder(None), SchedulerParams(), 8.0, 8, 4, 3.0, shapes=[(48, 32, 8)]
+    )
+    pipeline.save_pretrained(root / "t2v")
+    with mlflow.start_run():
+        version = log_and_register(root / "t2v", registry.model_name)
+    MlflowClient().set_registered_model_alias(registry.model_name, registry.alias, version)
+    return version

@@ -11,19 +11,14 @@ import time
 import httpx
 import mlflow
 import pytest
-import torch
 from mlflow import MlflowClient
 
-from reelforge.config import Params, RegistryParams, SchedulerParams, ServeConfig
+from reelforge.config import Params, ServeConfig
 from reelforge.data.video import decode_bytes
-from reelforge.model.autoencoder import Autoencoder
-from reelforge.model.backbone import ModelConfig, TextToVideoModel
-from reelforge.model.pipeline import TextToVideoPipeline
-from reelforge.model.text import PromptTokenizer, train_tokenizer
 from reelforge.registry.models import log_and_register
-from reelforge.registry.tracking import setup
 from serving.auth import add_key, revoke_key
 from serving.deploy import deploy, stop
+from tests.tiny_models import register_tiny_champion
 
 pytestmark = pytest.mark.slow
 PORT, RAY_PORT = 8131, 6393
@@ -49,19 +44,9 @@ def served(tmp_path_factory):
         max_prompt_chars=MAX_PROMPT,
     )
     cfg = Params(**params).stage(ServeConfig)
-    setup(RegistryParams())
-    torch.manual_seed(0)
-    tokenizer = PromptTokenizer(train_tokenizer([PROMPT]), 12)
-    model = TextToVideoModel(ModelConfig("tiny-conv", 8, 32, 32, 3, tokenizer.tok.get_vocab_size(), 12))
-    pipeline = TextToVideoPipeline(
-        model.eval(), tokenizer, Autoencoder(None), SchedulerParams(), 8.0, 8, 4, 3.0, shapes=[(48, 32, 8)]
-    )  # trained at 32x32x8 and 48x32x8
-    pipeline.save_pretrained(root / "t2v")
-    with mlflow.start_run():
-        version = log_and_register(root / "t2v", cfg.registry.model_name)
+    version = register_tiny_champion(root, cfg.registry, [PROMPT])
     with mlflow.start_run():
         log_and_register(root / "t2v", cfg.registry.model_name)  # a second version, for a promotion
-    MlflowClient().set_registered_model_alias(cfg.registry.model_name, cfg.registry.alias, version)
     try:
         deploy(cfg, root)
         yield cfg, root, version

@@ -90,7 +90,7 @@ class ChunkEncoder:
         names = [
             self.encode(Chunk(int(b), int(i))) for b, i in zip(batch["bucket"], batch["index"], strict=True)
         ]
-        return {"name": np.array(names)}
+        return {"name": np.array(names), "device": np.array([str(self.device)] * len(names))}
 
 
 def _chunks(pixels: StreamedPixels, chunk_clips: int) -> list[Chunk]:
@@ -100,10 +100,11 @@ def _chunks(pixels: StreamedPixels, chunk_clips: int) -> list[Chunk]:
 
 def _encode_all(
     vae_path: str, pixels: StreamedPixels, folder: Path, cfg: LatentParams, chunks: list[Chunk]
-) -> Iterator[str]:
+) -> Iterator[tuple[str, str]]:
+    """(chunk file, the device that encoded it) for every chunk, whether encoded now or found whole."""
     if cfg.executor == "local":
         encoder = ChunkEncoder(vae_path, pixels, folder, cfg)
-        yield from (encoder.encode(c) for c in chunks)
+        yield from ((encoder.encode(c), encoder.device) for c in chunks)
         return
     import ray
 
@@ -114,7 +115,7 @@ def _encode_all(
             compute=ray.data.ActorPoolStrategy(size=cfg.actors), num_gpus=cfg.gpus_per_actor or None,
         )  # fmt: skip
         for row in ds.iter_rows():
-            yield str(row["name"])
+            yield str(row["name"]), str(row["device"])
 
 
 def cached_latents(
@@ -138,13 +139,14 @@ def _build(vae_path: str, pixels: StreamedPixels, folder: Path, cfg: LatentParam
     for partial in folder.glob("*.partial*"):  # a killed run's chunk, never renamed: never read
         partial.unlink()
     chunks = _chunks(pixels, cfg.chunk_clips)
-    missing = {c.name for c in chunks} - set(_encode_all(vae_path, pixels, folder, cfg, chunks))
+    done = dict(_encode_all(vae_path, pixels, folder, cfg, chunks))
+    missing = {c.name for c in chunks} - set(done)
     if missing:
         raise RuntimeError(f"the latent cache {folder} lacks {sorted(missing)} after encoding")
     first = [np.load(folder / Chunk(b, 0).name, mmap_mode="r") for b in range(len(pixels.shapes))]
     write_json_atomic(folder / INDEX, identity | {
         "chunk_clips": cfg.chunk_clips, "clips": len(pixels), "shapes": [list(f.shape[1:]) for f in first],
-        "chunks": [c.name for c in chunks], "executor": cfg.executor,
+        "chunks": [c.name for c in chunks], "executor": cfg.executor, "devices": sorted(set(done.values())),
     })  # fmt: skip
 
 
