@@ -112,6 +112,9 @@ from reelforge.config import ClipParams, IngestConfig, IngestParams
 from reelforge.data import ingest
 cfg = IngestConfig(clip=ClipParams.model_validate_json(sys.argv[4]), ingest=IngestParams(workers=2))
 r = ingest.run(cfg, *sys.argv[1:4])
+# Workers are children of the fork server: stop it (and wait for it) so that RUSAGE_CHILDREN counts them.
+import multiprocessing.forkserver
+multiprocessing.forkserver._forkserver._stop()
 peak = [resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
 print(r.clips, *peak)
 """

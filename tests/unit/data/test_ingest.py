@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from reelforge.config import IngestConfig, IngestParams
+from reelforge.config import ClipParams, IngestConfig, IngestParams
 from reelforge.data import ingest
+from reelforge.data.shots import RAW_BUDGET, Clip
+from reelforge.data.sources import Source
 from reelforge.data.store import load_clips, read_manifest
 from tests.conftest import expected_clips
 
@@ -119,3 +125,65 @@ def test_a_symlink_loop_is_a_reject_not_a_crash(demo, clip_cfg, tmp_path):
     for name in ("a.mp4", "b.mp4"):
         assert rejects.loc[name, ["stage", "reason"]].tolist() == ["fetch", "symlink_loop"]
         assert "loop" in rejects.loc[name, "detail"].lower()
+
+
+def test_a_run_whose_every_input_is_rejected_before_decoding_ends_with_its_rejects(clip_cfg, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.mp4").symlink_to(raw / "b.mp4")
+    (raw / "b.mp4").symlink_to(raw / "a.mp4")
+    r = ingest.run(
+        IngestConfig(clip=clip_cfg, ingest=IngestParams()), raw, tmp_path / "out", tmp_path / "s.json"
+    )
+    assert (r.inputs, r.clips, r.rejects) == (2, 0, 2) and r.summary["source_hours"] == 0
+
+
+@pytest.mark.parametrize("spare_cores", [True, False], ids=["beside-decoding", "inline"])
+def test_clips_are_finished_in_the_order_cut_with_at_most_two_waiting(monkeypatch, spare_cores):
+    finished = []
+
+    def slow_finish(self, clip):
+        time.sleep(0.02)
+        finished.append(clip.start_s)
+        return {"start_s": clip.start_s}, b"mp4"
+
+    monkeypatch.setattr(ingest._Finisher, "_finish", slow_finish)
+    workers = os.cpu_count() - 1 if spare_cores else os.cpu_count()
+    waiting = []
+    with ingest._Finisher("a.mp4", ClipParams(), IngestParams(workers=workers)) as finisher:
+        for i in range(6):
+            finisher.submit([Clip(float(i), i + 1.0, [])])
+            waiting.append(i + 1 - len(finished))  # cut, not yet finished
+        rows = finisher.results()
+    assert [row["start_s"] for row, _ in rows] == [0, 1, 2, 3, 4, 5] and finished == [0, 1, 2, 3, 4, 5]
+    assert max(waiting) == (ingest.FINISHING if spare_cores else 0)
+
+
+def test_frames_waiting_for_conversion_beside_decoding_stay_under_the_raw_budget(monkeypatch):
+    def slow_to_rgb(frame, width, height):
+        time.sleep(0.01)
+        return np.zeros((height, width, 3), np.uint8)
+
+    monkeypatch.setattr(ingest, "to_rgb", slow_to_rgb)
+    frame = SimpleNamespace(width=3840, height=2160)  # 12 MB decoded (4:2:0)
+    held = []
+    with ingest._Finisher("a.mp4", ClipParams(), IngestParams(workers=os.cpu_count() - 1)) as finisher:
+        futures = []
+        for _ in range(20):
+            futures.append(finisher.convert(frame, 64, 32))
+            held.append(finisher.raw_bytes)  # of frames not yet converted, or not yet seen done
+        assert all(f.result().shape == (32, 64, 3) for f in futures)
+    assert 0 < max(held) <= RAW_BUDGET
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_clip_that_fails_to_finish_makes_its_source_a_reject(demo, clip_cfg, monkeypatch, workers):
+    def broken_encoder(*args, **kwargs):
+        raise ValueError("encoder refused the frames")
+
+    monkeypatch.setattr(ingest, "encode_mp4", broken_encoder)
+    raw, truth = demo
+    name = next(v["file"] for v in truth["videos"] if expected_clips({"videos": [v]}, clip_cfg, 99))
+    out = ingest.process_source(Source(name, str(raw)), clip_cfg, IngestParams(workers=workers))
+    assert out.clips == [] and [r["reason"] for r in out.rejects] == ["decode_error"]
+    assert "encoder refused the frames" in out.rejects[0]["detail"]
