@@ -101,7 +101,7 @@ def _chunks(pixels: StreamedPixels, chunk_clips: int) -> list[Chunk]:
 def _encode_all(
     vae_path: str, pixels: StreamedPixels, folder: Path, cfg: LatentParams, chunks: list[Chunk]
 ) -> Iterator[tuple[str, str]]:
-    """(chunk file, the device that encoded it) for every chunk, whether encoded now or found whole."""
+    """(chunk file, the device of the encoder that wrote it, or found it whole) for every chunk."""
     if cfg.executor == "local":
         encoder = ChunkEncoder(vae_path, pixels, folder, cfg)
         yield from ((encoder.encode(c), encoder.device) for c in chunks)
